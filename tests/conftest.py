@@ -1,0 +1,30 @@
+"""Shared test setup: an isolated tiny-preset cache per session, offline hub, --runslow."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tiny_cache(tmp_path_factory):
+    """Tiny components are built once per test session (per xdist worker) unless VM_TINY_DIR is given."""
+    if "VM_TINY_DIR" not in os.environ:
+        os.environ["VM_TINY_DIR"] = str(tmp_path_factory.getbasetemp() / "tiny-cache")
+    yield

@@ -1,0 +1,50 @@
+"""The `tiny` preset's on-disk cache.
+
+Tiny components are random, deterministic (seeded) and built offline by each package's own builders, then saved
+in the libraries' own formats so that they load through exactly the same code paths as real weights. A component
+is built once per cache folder (``$VM_TINY_DIR``, default ``~/.cache/videomaker/tiny``) into a temporary folder
+and renamed into place, so concurrent processes (tests with xdist, `accelerate launch`) never see half a build.
+Everything produced with it is labelled ``random_weights: true``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+logger = logging.getLogger(__name__)
+
+TINY_FORMAT_VERSION = "v1"
+PRESETS = ("tiny", "full")
+
+
+def tiny_root() -> Path:
+    root = Path(os.environ.get("VM_TINY_DIR", Path.home() / ".cache" / "videomaker" / "tiny")) / TINY_FORMAT_VERSION
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def tiny_component(name: str, build: Callable[[Path], None]) -> Path:
+    """Return the folder of tiny component ``name``, building it with ``build(folder)`` on first use."""
+    target = tiny_root() / name
+    if (target / ".complete").exists():
+        return target
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=tiny_root()))
+    try:
+        logger.info("building tiny component '%s' (random weights) in %s", name, target)
+        build(tmp)
+        (tmp / ".complete").write_text("random weights, built offline for the tiny preset\n")
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / ".complete").exists():
+                shutil.rmtree(target, ignore_errors=True)
+                os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target

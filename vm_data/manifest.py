@@ -1,0 +1,79 @@
+"""The dataset manifest: the contract between `vm preprocess-dataset` (writes it) and `vm train` (reads it).
+
+One JSON object per line, one line per input clip. Paths are stored as given (absolute, or relative to the
+manifest's folder) and resolved with :meth:`ManifestRow.resolve`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Literal
+
+from vm_common.io_utils import append_jsonl, read_jsonl
+
+Status = Literal["kept", "rejected", "error"]
+STATUSES: tuple[str, ...] = ("kept", "rejected", "error")
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class ManifestRow:
+    clip_id: str
+    video: str
+    caption: str = ""
+    references: list[str] = field(default_factory=list)
+    class_word: str | None = None
+    status: Status = "kept"
+    reason: str | None = None
+    masks: list[str] = field(default_factory=list)
+    boxes: list[list[float]] = field(default_factory=list)  # xyxy in source-frame pixels, one per reference
+    scores: list[float] = field(default_factory=list)  # detector score, one per reference
+    mask_area: list[float] = field(default_factory=list)  # mask area / frame area, one per reference
+    frame_indices: list[int] = field(default_factory=list)  # source frame of each reference
+    num_frames: int | None = None
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"clip {self.clip_id}: status must be one of {STATUSES}, got {self.status!r}")
+        if self.status != "kept" and not self.reason:
+            raise ValueError(f"clip {self.clip_id}: a {self.status} row needs a reason")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ManifestRow":
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in data.items() if k in names}
+        extra = dict(known.pop("extra", {}) or {})
+        extra.update({k: v for k, v in data.items() if k not in names})
+        return cls(**known, extra=extra)
+
+    def resolve(self, path: str, base: Path) -> Path:
+        p = Path(path)
+        return p if p.is_absolute() else base / p
+
+
+def read_manifest(path: str | Path, *, status: str | None = None) -> Iterator[ManifestRow]:
+    """Rows of a manifest file (optionally only those with ``status``)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"manifest not found: {path}")
+    for i, data in enumerate(read_jsonl(path)):
+        try:
+            row = ManifestRow.from_dict(data)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: row {i + 1} does not match the manifest schema: {exc}") from exc
+        if status is None or row.status == status:
+            yield row
+
+
+def append_manifest(path: str | Path, rows: Iterable[ManifestRow]) -> None:
+    append_jsonl(path, (r.to_dict() for r in rows))
