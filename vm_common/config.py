@@ -79,10 +79,13 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
 
 
 def build_config(cls: type[T], args: argparse.Namespace | None = None, yaml_path: str | Path | None = None,
-                 **overrides: Any) -> T:
-    """defaults < YAML < flags < overrides. Unknown YAML keys are an error naming the key and the file."""
+                 base: dict[str, Any] | None = None, **overrides: Any) -> T:
+    """defaults < base (e.g. a preset's defaults) < YAML < flags < overrides.
+
+    Unknown YAML keys are an error naming the key and the file.
+    """
     names = {f.name for f in dataclasses.fields(cls)}
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = dict(base or {})
     if yaml_path is not None:
         data = yaml.safe_load(Path(yaml_path).read_text()) or {}
         if not isinstance(data, dict):
