@@ -1,0 +1,159 @@
+"""Load each evaluation model once and share it: CLIP, DINO, face (detector + ArcFace), optical flow.
+
+``preset='full'`` resolves the real weights (``vm weights`` lists them; a clear error names what is missing);
+``preset='tiny'`` builds tiny random stand-ins (:mod:`vm_eval.tiny`) that load through the same code. On CUDA the
+CLIP and DINO encoders run in fp16; flow stays fp32 (its threshold decisions are sensitive).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+FLOWS = ("raft", "dis")
+
+
+@dataclass
+class EncoderConfig:
+    preset: str = "full"
+    device: str | None = None  # None: cuda when available, else cpu
+    protocol: str = "videomaker"
+    flow: str = "raft"
+    clip_weights: str | None = None
+    dino_weights: str | None = None
+    face_weights: str | None = None
+    raft_weights: str | None = None
+    batch_size: int = 16
+    flow_pair_batch: int = 4
+
+    def __post_init__(self) -> None:
+        if self.preset not in ("tiny", "full"):
+            raise ValueError(f"unknown preset {self.preset!r}; expected 'tiny' or 'full'")
+        if self.flow not in FLOWS:
+            raise ValueError(f"unknown flow backend {self.flow!r}; expected one of {FLOWS}")
+        from .face import PROTOCOLS
+
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; expected one of {PROTOCOLS}")
+
+
+class Encoders:
+    """The models of one scoring session, each loaded on first use and then reused."""
+
+    def __init__(self, config: EncoderConfig | None = None):
+        self.config = config or EncoderConfig()
+        dev = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(dev)
+        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+
+    @property
+    def random_weights(self) -> bool:
+        return self.config.preset == "tiny"
+
+    def _onnx_providers(self) -> list[str]:
+        import onnxruntime
+
+        avail = onnxruntime.get_available_providers()
+        if self.device.type == "cuda" and "CUDAExecutionProvider" in avail:
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        return ["CPUExecutionProvider"]
+
+    @cached_property
+    def clip(self):
+        from .clip import FULL_MODEL_NAME, ClipEncoder
+
+        c = self.config
+        if c.preset == "tiny":
+            from .tiny import TINY_CLIP_NAME, tiny_clip
+
+            folder = tiny_clip()
+            return ClipEncoder.load(folder / "open_clip_model.safetensors", TINY_CLIP_NAME, config_dir=folder,
+                                    device=self.device, dtype=self.dtype, model_id=f"tiny-random:{TINY_CLIP_NAME}",
+                                    batch_size=c.batch_size)
+        from .registry import CLIP
+
+        path = CLIP.resolve(c.clip_weights)
+        return ClipEncoder.load(path, FULL_MODEL_NAME, device=self.device, dtype=self.dtype,
+                                model_id=f"open_clip:{FULL_MODEL_NAME}:{c.clip_weights or CLIP.default}",
+                                batch_size=c.batch_size)
+
+    @cached_property
+    def dino(self):
+        from .dino import MODEL_NAME, DinoEncoder
+
+        c = self.config
+        if c.preset == "tiny":
+            from .tiny import tiny_dino
+
+            return DinoEncoder.load(tiny_dino() / "model.safetensors", device=self.device, dtype=self.dtype,
+                                    model_id=f"tiny-random:{MODEL_NAME}", batch_size=c.batch_size)
+        from .registry import DINO
+
+        return DinoEncoder.load(DINO.resolve(c.dino_weights), device=self.device, dtype=self.dtype,
+                                model_id=f"timm:{MODEL_NAME}:{c.dino_weights or DINO.default}", batch_size=c.batch_size)
+
+    @cached_property
+    def face(self):
+        from .face import ArcFaceEmbedder, FaceEncoder, ScrfdDetector
+
+        c = self.config
+        if c.preset == "tiny":
+            from .tiny import tiny_face_pack
+
+            folder, label = tiny_face_pack(), "tiny-random:buffalo_l-layout"
+        else:
+            from .registry import FACE
+
+            folder, label = FACE.resolve(c.face_weights), f"insightface:{c.face_weights or FACE.default}"
+        providers = self._onnx_providers()
+        det = ScrfdDetector(folder / "det_10g.onnx", providers=providers)
+        emb = ArcFaceEmbedder(folder / "w600k_r50.onnx", providers=providers)
+        return FaceEncoder(det, emb, protocol=c.protocol, model_id=f"{label} (det_10g@640, w600k_r50)")
+
+    @cached_property
+    def flow(self):
+        from .flow import DisFlow, RaftFlow
+
+        c = self.config
+        if c.flow == "dis":
+            return DisFlow()
+        if c.preset == "tiny":
+            from .tiny import tiny_raft
+
+            f = RaftFlow.load(tiny_raft(), arch="raft_small", device=self.device, pair_batch=c.flow_pair_batch)
+            f.model_id = "tiny-random:torchvision:raft_small"
+            return f
+        from .registry import RAFT
+
+        return RaftFlow.load(RAFT.resolve(c.raft_weights), arch="raft_large", device=self.device,
+                             pair_batch=c.flow_pair_batch)
+
+    def check_available(self, families: set[str]) -> None:
+        """Resolve (without loading) the weights the given metric families need; raise MissingWeightsError early."""
+        if self.config.preset == "tiny":
+            return
+        from .registry import CLIP, DINO, FACE, RAFT
+
+        needed = {"clip": (CLIP, self.config.clip_weights), "dino": (DINO, self.config.dino_weights),
+                  "face": (FACE, self.config.face_weights)}
+        if self.config.flow == "raft":
+            needed["flow"] = (RAFT, self.config.raft_weights)
+        for fam in sorted(families):
+            if fam in needed:
+                spec, src = needed[fam]
+                spec.resolve(src)
+
+    def describe(self, families: set[str]) -> dict[str, str]:
+        """Model ids of the loaded (or to-be-loaded) encoders, for run.json."""
+        out = {}
+        for fam in sorted(families):
+            enc = getattr(self, fam)
+            out[fam] = enc.model_id
+        out["device"] = str(self.device)
+        out["dtype"] = str(self.dtype).replace("torch.", "")
+        return out

@@ -1,0 +1,82 @@
+"""Pretrained weights used by vm_eval (``vm weights`` lists them). Tiny random stand-ins live in :mod:`vm_eval.tiny`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vm_common.weights import MissingWeightsError, WeightSpec, register
+
+BUFFALO_FILES = ("det_10g.onnx", "w600k_r50.onnx")
+RAFT_LARGE_FILE = "raft_large_C_T_V1-22a6c225.pth"
+
+
+def insightface_root() -> Path:
+    return Path(os.environ.get("INSIGHTFACE_HOME", Path.home() / ".insightface")).expanduser()
+
+
+def locate_insightface_pack(source: str) -> Path:
+    """``source`` is a pack name under ``$INSIGHTFACE_HOME/models`` (default ~/.insightface) or a folder path."""
+    expanded = Path(source).expanduser()
+    folder = expanded if (os.sep in source or expanded.exists()) else insightface_root() / "models" / source
+    missing = [f for f in BUFFALO_FILES if not (folder / f).is_file()]
+    if missing:
+        raise MissingWeightsError(
+            "insightface model pack (SCRFD-10G detector + ArcFace R50)", source,
+            [str(folder / f) for f in missing],
+            "download buffalo_l.zip from the insightface model zoo (github.com/deepinsight/insightface/releases) on a "
+            f"machine with network access and unzip it into {insightface_root() / 'models' / 'buffalo_l'}, "
+            "or pass --face-weights /path/to/pack",
+        )
+    return folder
+
+
+def torch_hub_checkpoints() -> Path:
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def locate_raft(source: str) -> Path:
+    """``source`` is a file name in torch hub's checkpoint folder or a path to a RAFT state dict."""
+    path = Path(source).expanduser()
+    candidates = [path] if (os.sep in source or path.exists()) else [torch_hub_checkpoints() / source]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise MissingWeightsError(
+        "RAFT optical flow (raft-things weights, torchvision raft_large C_T_V1)", source, [str(c) for c in candidates],
+        "on a machine with network access run `python -c \"import torchvision.models.optical_flow as o; "
+        "o.raft_large(weights=o.Raft_Large_Weights.C_T_V1)\"` and copy the file from torch hub's checkpoints folder, "
+        "or pass --raft-weights /path/to/file.pth; `--flow dis` needs no weights (not paper-comparable)",
+    )
+
+
+CLIP = register(WeightSpec(
+    key="eval_clip_vit_b32",
+    description="OpenAI CLIP ViT-B/32 (open_clip ViT-B-32-quickgelu + openai weights) for CLIP-T, CLIP-I, T.Cons",
+    default="timm/vit_base_patch32_clip_224.openai",
+    filename="open_clip_model.safetensors",
+    used_by=("bench",),
+))
+DINO = register(WeightSpec(
+    key="eval_dino_vits16",
+    description="self-supervised DINO ViT-S/16 (timm vit_small_patch16_224.dino) for DINO-I",
+    default="timm/vit_small_patch16_224.dino",
+    filename="model.safetensors",
+    used_by=("bench",),
+))
+FACE = register(WeightSpec(
+    key="eval_insightface_buffalo_l",
+    description="insightface buffalo_l pack (SCRFD-10G detector + ArcFace R50 w600k) for Face Sim",
+    default="buffalo_l",
+    used_by=("bench",),
+    locate=locate_insightface_pack,
+))
+RAFT = register(WeightSpec(
+    key="eval_raft_large",
+    description="RAFT raft-things weights (torchvision raft_large C_T_V1) for dynamic degree",
+    default=RAFT_LARGE_FILE,
+    used_by=("bench",),
+    locate=locate_raft,
+))

@@ -1,0 +1,42 @@
+"""A metric's answer for one video: a value with status ``ok``, or ``skipped`` / ``error`` with a reason.
+
+A failure is never turned into a number: ``value`` is ``None`` unless the status is ``ok``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+OK, SKIPPED, ERROR = "ok", "skipped", "error"
+STATUSES = (OK, SKIPPED, ERROR)
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    value: float | None
+    status: str = OK
+    reason: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown metric status {self.status!r}; expected one of {STATUSES}")
+        if self.status == OK and self.value is None:
+            raise ValueError("an ok result needs a value")
+        if self.status != OK and self.value is not None:
+            raise ValueError(f"a {self.status} result must not carry a value (got {self.value!r})")
+        if self.status != OK and not self.reason:
+            raise ValueError(f"a {self.status} result needs a reason")
+
+    @classmethod
+    def ok(cls, value: float, **detail: Any) -> "MetricResult":
+        return cls(float(value), OK, "", dict(detail))
+
+    @classmethod
+    def skipped(cls, reason: str, **detail: Any) -> "MetricResult":
+        return cls(None, SKIPPED, reason, dict(detail))
+
+    @classmethod
+    def error(cls, reason: str, **detail: Any) -> "MetricResult":
+        return cls(None, ERROR, reason, dict(detail))
