@@ -38,6 +38,10 @@ class ManifestRow:
     height: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    # added by vm_data.preprocess (defaults keep older rows valid): the quantity the keep/reject decision was
+    # made on (see vm_data.filters: a score, an area fraction, a frame count ...) and a human-readable detail.
+    filter_score: float | None = None
+    detail: str | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

@@ -1,0 +1,259 @@
+"""Per-clip work of `vm preprocess-dataset`: probe and decode (:func:`prepare_clip`, run in loader workers),
+then highlight, decide and write references and masks (:func:`finish_clips`, run where the models are).
+
+Neither function raises for a bad clip: every clip ends as exactly one :class:`ManifestRow` - ``kept``,
+``rejected`` with a reason from :mod:`vm_data.filters`, or ``error`` with the message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vm_common.io_utils import atomic_output
+from vm_common.media import ImageLoadError, MediaError, VideoInfo, VideoReadError, load_image, video_info
+
+from . import filters
+from .detect import normalize_prompt
+from .highlight import ERROR, OK, HighlightConfig, HighlightResult, SubjectHighlighter
+from .manifest import ManifestRow
+from .reference import make_reference, mask_box
+from .sources import ClipSpec
+from .video import read_frames, uniform_indices
+
+logger = logging.getLogger(__name__)
+
+# error rows carry the message as `reason` and one of these kinds in extra["error_kind"]
+UNREADABLE_VIDEO = "unreadable_video"
+DECODE_FAILED = "decode_failed"
+BAD_PROVIDED_REFERENCE = "bad_provided_reference"
+MODEL_FAILED = "model_failed"
+INTERNAL = "internal_error"
+
+
+@dataclass
+class ClipRules:
+    """What is needed of a clip (the video-level filters) and how frame results become a clip decision."""
+
+    num_references: int = 4
+    min_frames: int = 16
+    min_duration: float = 1.0
+    min_short_side: int = 256
+    max_long_side: int = 4096
+    require_caption: bool = True
+    min_references: int = 1
+    multi_subject_frames: int = 1
+    person_prompt: str = "head"
+    default_class_word: str | None = None
+
+
+@dataclass
+class Prepared:
+    """A clip after probing and decoding: either a final ``row`` or frames waiting for the models."""
+
+    spec: ClipSpec
+    row: ManifestRow | None = None
+    info: VideoInfo | None = None
+    frames: np.ndarray | None = None
+    indices: list[int] = field(default_factory=list)
+    warning: str | None = None
+
+
+def _base_row(spec: ClipSpec, info: VideoInfo | None, rules: ClipRules, **kwargs) -> ManifestRow:
+    extra = dict(spec.extra)
+    extra.update(kwargs.pop("extra", {}) or {})
+    return ManifestRow(
+        clip_id=spec.clip_id, video=spec.video, caption=spec.caption or "",
+        class_word=spec.class_word or rules.default_class_word,
+        num_frames=info.num_frames if info else None, fps=info.fps if info else None,
+        width=info.width if info else None, height=info.height if info else None, extra=extra, **kwargs,
+    )
+
+
+def error_row(spec: ClipSpec, message: str, kind: str, info: VideoInfo | None = None,
+              rules: ClipRules | None = None) -> ManifestRow:
+    return _base_row(spec, info, rules or ClipRules(), status="error", reason=message, extra={"error_kind": kind})
+
+
+def prepare_clip(spec: ClipSpec, rules: ClipRules) -> Prepared:
+    """Caption and container checks, then decode the K sampled frames only. Never raises."""
+    try:
+        return _prepare(spec, rules)
+    except Exception as exc:  # noqa: BLE001 - a clip must become a row, never crash the run
+        logger.exception("unexpected failure preparing %s", spec.video)
+        return Prepared(spec, row=error_row(spec, f"{type(exc).__name__}: {exc}", INTERNAL, rules=rules))
+
+
+def _prepare(spec: ClipSpec, rules: ClipRules) -> Prepared:
+    try:
+        info = video_info(spec.video)
+    except MediaError as exc:
+        return Prepared(spec, row=error_row(spec, str(exc), UNREADABLE_VIDEO, rules=rules))
+    if rules.require_caption and not spec.caption:
+        return Prepared(spec, row=_base_row(spec, info, rules, status="rejected", reason=filters.MISSING_CAPTION,
+                                            detail=f"no caption for {spec.video}"))
+    verdict = filters.check_video(info.num_frames, info.fps, info.width, info.height,
+                                  min_frames=max(rules.min_frames, 1), min_duration=rules.min_duration,
+                                  min_short_side=rules.min_short_side, max_long_side=rules.max_long_side)
+    if not verdict.keep:
+        return Prepared(spec, row=_base_row(spec, info, rules, status="rejected", reason=verdict.reason,
+                                            filter_score=verdict.score, detail=verdict.detail))
+    if spec.reference_images:
+        return Prepared(spec, info=info)  # provided references: nothing to decode
+    indices = [m.frame for m in spec.provided_masks] if spec.provided_masks else \
+        uniform_indices(info.num_frames, rules.num_references)
+    try:
+        decoded = read_frames(spec.video, indices)
+    except (MediaError, ValueError) as exc:
+        return Prepared(spec, row=error_row(spec, str(exc), DECODE_FAILED, info, rules))
+    return Prepared(spec, info=info, frames=decoded.frames, indices=decoded.indices, warning=decoded.warning)
+
+
+# --------------------------------------------------------------------------------------------------- outputs
+def output_paths(out_dir: Path, clip_id: str, k: int) -> tuple[str, str]:
+    """(reference, mask) paths relative to ``out_dir``, spread over 256 sub-folders."""
+    bucket = hashlib.sha1(clip_id.encode("utf-8")).hexdigest()[:2]
+    return f"references/{bucket}/{clip_id}_{k}.png", f"masks/{bucket}/{clip_id}_{k}.png"
+
+
+def _save_png(path: Path, image: Image.Image) -> None:
+    with atomic_output(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def _save_mask(path: Path, mask: np.ndarray) -> None:
+    _save_png(path, Image.fromarray(np.asarray(mask, bool).astype(np.uint8) * 255, mode="L"))
+
+
+def prompt_for(spec: ClipSpec, rules: ClipRules) -> str:
+    word = spec.class_word or rules.default_class_word or rules.person_prompt
+    return normalize_prompt(word)
+
+
+def finish_clips(batch: list[Prepared], highlighter: SubjectHighlighter, rules: ClipRules,
+                 out_dir: Path) -> list[ManifestRow]:
+    """Run the models over all frames of the batch at once, decide each clip, write its files. Never raises."""
+    rows: list[ManifestRow | None] = [p.row for p in batch]
+    frames, owners, prompts = [], [], []
+    for i, p in enumerate(batch):
+        if rows[i] is not None:
+            continue
+        if p.spec.reference_images or p.spec.provided_masks:
+            rows[i] = _guard(p, rules, lambda p=p: _provided_references(p, highlighter.config, rules, out_dir))
+            continue
+        for frame in p.frames:
+            frames.append(frame)
+            owners.append(i)
+            prompts.append(prompt_for(p.spec, rules))
+    if frames:
+        try:
+            results = highlighter.highlight_batch(frames, prompts)
+        except Exception as exc:  # noqa: BLE001
+            logger.exception("highlight failed on a batch")
+            results = [HighlightResult(ERROR, reason=f"{type(exc).__name__}: {exc}") for _ in frames]
+        per_clip: dict[int, list[HighlightResult]] = {}
+        for owner, res in zip(owners, results):
+            per_clip.setdefault(owner, []).append(res)
+        for i, res in per_clip.items():
+            rows[i] = _guard(batch[i], rules, lambda i=i, res=res: decide(batch[i], res, rules, out_dir))
+    return [r for r in rows if r is not None]
+
+
+def _guard(p: Prepared, rules: ClipRules, fn) -> ManifestRow:
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001
+        logger.exception("unexpected failure finishing %s", p.spec.video)
+        return error_row(p.spec, f"{type(exc).__name__}: {exc}", INTERNAL, p.info, rules)
+
+
+def decide(p: Prepared, results: list[HighlightResult], rules: ClipRules, out_dir: Path) -> ManifestRow:
+    """Turn the per-frame results of one clip into its row (and write references/masks of a kept clip).
+
+    Rules, in order: every frame failed with an error -> ``error``; at least ``multi_subject_frames`` frames show
+    more than one subject -> ``rejected``/``multiple_subjects``; at least ``min_references`` frames ``ok`` ->
+    ``kept`` with those frames as references; otherwise ``rejected`` with the most frequent frame status.
+    """
+    frame_log = [{"index": idx, "status": r.status, "score": r.score, "filter_score": r.filter_score,
+                  "box": r.box, "detail": r.reason} for idx, r in zip(p.indices, results)]
+    extra = {"frames": frame_log}
+    if p.warning:
+        extra["decode_warning"] = p.warning
+    failed = [r for r in results if r.status in (ERROR, filters.BAD_IMAGE)]
+    if len(failed) == len(results):
+        return _base_row(p.spec, p.info, rules, status="error", reason=failed[0].reason or failed[0].status,
+                         extra={**extra, "error_kind": MODEL_FAILED})
+    multiple = [r for r in results if r.status == filters.MULTIPLE_SUBJECTS]
+    if len(multiple) >= max(1, rules.multi_subject_frames):
+        score = max(float(r.filter_score or 0.0) for r in multiple)
+        return _base_row(p.spec, p.info, rules, status="rejected", reason=filters.MULTIPLE_SUBJECTS,
+                         filter_score=score, detail=f"{len(multiple)} of {len(results)} frames: {multiple[0].reason}",
+                         extra=extra)
+    ok = [(idx, r) for idx, r in zip(p.indices, results) if r.status == OK]
+    if len(ok) >= max(1, rules.min_references):
+        row = _base_row(p.spec, p.info, rules, status="kept", filter_score=max(float(r.score or 0) for _, r in ok),
+                        extra={**extra, "mask_scores": [r.mask_score for _, r in ok]})
+        for k, (idx, r) in enumerate(ok):
+            ref_rel, mask_rel = output_paths(out_dir, p.spec.clip_id, k)
+            _save_png(out_dir / ref_rel, r.image)
+            _save_mask(out_dir / mask_rel, r.mask)
+            row.references.append(ref_rel)
+            row.masks.append(mask_rel)
+            row.boxes.append([float(v) for v in r.box])
+            row.scores.append(float(r.score))
+            row.mask_area.append(float(r.mask_area))
+            row.frame_indices.append(int(idx))
+        return row
+    counts = Counter(r.status for r in results if r.status not in (OK, ERROR))
+    order = {name: i for i, name in enumerate(filters.REASONS)}
+    reason = min(counts, key=lambda s: (-counts[s], order.get(s, len(order)))) if counts else filters.NO_DETECTION
+    same = [r for r in results if r.status == reason]
+    score = max((float(r.filter_score) for r in same if r.filter_score is not None), default=None)
+    detail = f"{len(same)} of {len(results)} frames {reason}" + (f"; e.g. {same[0].reason}" if same and same[0].reason else "")
+    return _base_row(p.spec, p.info, rules, status="rejected", reason=reason, filter_score=score, detail=detail,
+                     extra=extra)
+
+
+def _provided_references(p: Prepared, config: HighlightConfig, rules: ClipRules, out_dir: Path) -> ManifestRow:
+    """Reference images that ship with the dataset are used as they are; provided masks are applied as they are."""
+    row = _base_row(p.spec, p.info, rules, status="kept", extra={"reference_source": "provided"})
+    if p.spec.reference_images:
+        for k, src in enumerate(p.spec.reference_images):
+            try:
+                image = load_image(src)
+            except ImageLoadError as exc:
+                return error_row(p.spec, f"provided reference: {exc}", BAD_PROVIDED_REFERENCE, p.info, rules)
+            ref_rel, _ = output_paths(out_dir, p.spec.clip_id, k)
+            _save_png(out_dir / ref_rel, image)
+            row.references.append(ref_rel)
+        return row
+    for k, (pm, frame, idx) in enumerate(zip(p.spec.provided_masks, p.frames, p.indices)):
+        try:
+            with Image.open(pm.mask) as im:
+                mask = np.asarray(im.convert("L")) > 127
+        except (OSError, ValueError) as exc:
+            return error_row(p.spec, f"provided mask {pm.mask}: {exc}", BAD_PROVIDED_REFERENCE, p.info, rules)
+        if mask.shape != frame.shape[:2]:
+            return error_row(p.spec, f"provided mask {pm.mask} is {mask.shape[1]}x{mask.shape[0]} but frame {idx} is "
+                             f"{frame.shape[1]}x{frame.shape[0]}", BAD_PROVIDED_REFERENCE, p.info, rules)
+        box = mask_box(mask)
+        if box is None:
+            return _base_row(p.spec, p.info, rules, status="rejected", reason=filters.EMPTY_MASK, filter_score=0.0,
+                             detail=f"provided mask {pm.mask} is empty")
+        ref_rel, mask_rel = output_paths(out_dir, p.spec.clip_id, k)
+        _save_png(out_dir / ref_rel, make_reference(frame, mask, margin=config.margin, square=config.square,
+                                                    size=config.output_size or None))
+        _save_mask(out_dir / mask_rel, mask)
+        row.references.append(ref_rel)
+        row.masks.append(mask_rel)
+        row.boxes.append([float(v) for v in (pm.box or box)])
+        row.scores.append(1.0)
+        row.mask_area.append(float(mask.mean()))
+        row.frame_indices.append(int(idx))
+    return row

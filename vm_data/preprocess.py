@@ -1,0 +1,352 @@
+"""`vm preprocess-dataset`: subject-highlight preprocessing of a video dataset into a training manifest.
+
+    vm preprocess-dataset --input SRC --output OUT [--preset tiny|full] [--resume | --overwrite]
+    accelerate launch -m vm_data.preprocess --input SRC --output OUT          # several GPUs / processes
+
+Output folder::
+
+    OUT/manifest.jsonl        one row per input clip: kept / rejected (reason) / error (message)
+    OUT/summary.json          counts per status and reason, throughput, random_weights
+    OUT/run.json              resolved config, provenance, weights used
+    OUT/references/xx/ID_k.png, OUT/masks/xx/ID_k.png
+    OUT/shards/rank-NNNNN.jsonl   per-process rows (the resume state; merged into manifest.jsonl)
+
+Every process appends finished rows to its own shard file (one write + fsync per batch) after their PNGs were
+written and renamed into place, so a run killed at any moment loses at most the batch in flight. ``--resume``
+drops a torn last line, deletes temporary files of interrupted writes and skips every clip that has a row.
+Clip ``i`` (in the input's stable order) belongs to process ``i % num_processes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import shutil
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vm_common.config import add_dataclass_arguments, build_config, config_to_dict
+from vm_common.io_utils import append_jsonl, atomic_write_json, atomic_write_text, dumps_row, read_jsonl, repair_jsonl
+from vm_common.provenance import provenance
+from vm_common.tiny import PRESETS
+
+from .highlight import HighlightConfig, load_highlighter
+from .manifest import ManifestRow
+from .pipeline import ClipRules, Prepared, finish_clips, prepare_clip
+from .sources import CELEBV_DEFAULT_FIELDS, FORMATS, ClipSpec, discover
+
+logger = logging.getLogger(__name__)
+
+STATE_NAMES = ("manifest.jsonl", "summary.json", "run.json", "shards", "references", "masks")
+
+
+@dataclass
+class PreprocessConfig:
+    """Options of `vm preprocess-dataset` (the highlight thresholds are in :class:`HighlightConfig`)."""
+
+    input: Path | None = field(default=None, metadata={"help": "folder of videos, CSV/JSONL manifest, CelebV-Text or "
+                                                                "VideoBooth root"})
+    output: Path | None = field(default=None, metadata={"help": "output folder"})
+    preset: str = field(default="full", metadata={"help": "full: real weights; tiny: tiny random models",
+                                                  "choices": list(PRESETS)})
+    input_format: str = field(default="auto", metadata={"help": "input layout", "choices": list(FORMATS)})
+    video_root: Path | None = field(default=None, metadata={"help": "VideoBooth: folder with <page_dir>/<id>.mp4 "
+                                                                     "(default INPUT/videos)"})
+    celebv_caption_fields: list[str] = field(default_factory=lambda: list(CELEBV_DEFAULT_FIELDS), metadata={
+        "help": "CelebV-Text attribute folders joined into the caption"})
+    resume: bool = field(default=False, metadata={"help": "continue an interrupted run in OUTPUT"})
+    overwrite: bool = field(default=False, metadata={"help": "delete previous results in OUTPUT first"})
+    num_references: int = field(default=4, metadata={"help": "frames sampled per clip (K), each a reference"})
+    min_references: int = field(default=1, metadata={"help": "keep a clip when at least this many frames pass"})
+    multi_subject_frames: int = field(default=1, metadata={
+        "help": "reject a clip as multiple_subjects when at least this many sampled frames show several"})
+    person_prompt: str = field(default="head", metadata={"help": "detector prompt for clips without a class word"})
+    class_word: str | None = field(default=None, metadata={"help": "class word for every clip that has none "
+                                                                    "(objects: 'dog', 'car' ...)"})
+    require_caption: bool = field(default=True, metadata={"help": "reject clips without a caption"})
+    min_frames: int = field(default=16, metadata={"help": "reject clips with fewer frames"})
+    min_duration: float = field(default=1.0, metadata={"help": "reject clips shorter than this (seconds)"})
+    min_short_side: int = field(default=256, metadata={"help": "reject clips whose shorter side is smaller (px)"})
+    max_long_side: int = field(default=4096, metadata={"help": "reject clips whose longer side is larger (px)"})
+    detector: str | None = field(default=None, metadata={
+        "help": "Grounding DINO weights (folder or hub id; default IDEA-Research/grounding-dino-tiny) or a backend "
+                "name: grounding-dino, synthetic-color (tests only)"})
+    segmenter: str | None = field(default=None, metadata={
+        "help": "SAM checkpoint (path or owner/repo/file.pth) or a backend name: sam, synthetic-color (tests only)"})
+    device: str | None = field(default=None, metadata={"help": "torch device (default: this process's accelerate "
+                                                                 "device)"})
+    batch_clips: int = field(default=8, metadata={"help": "clips per model batch (x K frames)"})
+    num_workers: int = field(default=2, metadata={"help": "decoding worker processes per process"})
+    limit: int | None = field(default=None, metadata={"help": "only the first N clips of the input"})
+    log_every: float = field(default=30.0, metadata={"help": "seconds between throughput log lines"})
+    config: Path | None = field(default=None, metadata={"help": "YAML file with any of these options", "cli": False})
+
+    def rules(self) -> ClipRules:
+        return ClipRules(
+            num_references=self.num_references, min_frames=max(self.min_frames, self.num_references, 1),
+            min_duration=self.min_duration, min_short_side=self.min_short_side, max_long_side=self.max_long_side,
+            require_caption=self.require_caption, min_references=self.min_references,
+            multi_subject_frames=self.multi_subject_frames, person_prompt=self.person_prompt,
+            default_class_word=self.class_word,
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vm preprocess-dataset", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", type=Path, default=None, help="YAML file with any of the options below")
+    add_dataclass_arguments(parser, PreprocessConfig)
+    group = parser.add_argument_group("subject highlight")
+    add_dataclass_arguments(group, HighlightConfig)  # type: ignore[arg-type]
+    return parser
+
+
+def resolve_configs(argv: list[str]) -> tuple[PreprocessConfig, HighlightConfig]:
+    """defaults < YAML (--config, keys of either dataclass) < flags."""
+    args = build_parser().parse_args(argv)
+    yaml_values: dict[str, Any] = {}
+    if args.config is not None:
+        data = yaml.safe_load(Path(args.config).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{args.config}: expected a mapping of option names")
+        yaml_values = data
+    pre_names = {f.name for f in dataclasses.fields(PreprocessConfig)}
+    hl_names = {f.name for f in dataclasses.fields(HighlightConfig)}
+    unknown = sorted(set(yaml_values) - pre_names - hl_names)
+    if unknown:
+        raise ValueError(f"{args.config}: unknown option(s) {unknown}")
+
+    def layered(cls, names):
+        values = {k: v for k, v in yaml_values.items() if k in names}
+        values.update({k: getattr(args, k) for k in names if getattr(args, k, None) is not None})
+        return build_config(cls, None, **values)
+
+    pre = layered(PreprocessConfig, pre_names)
+    pre.config = args.config
+    hl = layered(HighlightConfig, hl_names)
+    if pre.input is None or pre.output is None:
+        raise ValueError("--input and --output are required")
+    if pre.resume and pre.overwrite:
+        raise ValueError("--resume and --overwrite exclude each other")
+    if pre.num_references < 1:
+        raise ValueError(f"--num-references must be >= 1, got {pre.num_references}")
+    return pre, hl
+
+
+# ----------------------------------------------------------------------------------------------- run state
+def _has_state(out: Path) -> bool:
+    return any((out / name).exists() for name in ("manifest.jsonl", "shards"))
+
+
+def shard_path(out: Path, rank: int) -> Path:
+    return out / "shards" / f"rank-{rank:05d}.jsonl"
+
+
+def clean_temporaries(out: Path) -> int:
+    """Delete temporary files left by writes that were interrupted (their targets were never renamed)."""
+    removed = 0
+    for path in list(out.rglob(".*.tmp*")):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def done_clip_ids(out: Path) -> set[str]:
+    done: set[str] = set()
+    for path in sorted((out / "shards").glob("rank-*.jsonl")):
+        done.update(row["clip_id"] for row in read_jsonl(path) if "clip_id" in row)
+    return done
+
+
+def _prepare_output(cfg: PreprocessConfig, out: Path) -> None:
+    """Main process only: wipe (--overwrite) or repair (--resume) the output folder."""
+    if cfg.overwrite:
+        for name in STATE_NAMES:
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "shards").mkdir(exist_ok=True)
+    if cfg.resume:
+        for path in sorted((out / "shards").glob("rank-*.jsonl")):
+            repair_jsonl(path)
+        removed = clean_temporaries(out)
+        if removed:
+            logger.info("resume: removed %d temporary file(s) of interrupted writes", removed)
+
+
+class _ClipLoader:
+    """Map-style dataset for the torch DataLoader: decoding runs in worker processes, ahead of the models."""
+
+    def __init__(self, specs: list[ClipSpec], rules: ClipRules):
+        self.specs, self.rules = specs, rules
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def __getitem__(self, i: int) -> Prepared:
+        return prepare_clip(self.specs[i], self.rules)
+
+
+def _collate(batch: list[Prepared]) -> list[Prepared]:
+    return batch
+
+
+# ---------------------------------------------------------------------------------------------------- run
+def run(cfg: PreprocessConfig, hl_cfg: HighlightConfig) -> int:
+    from accelerate import PartialState
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    state = PartialState()
+    rank, world = state.process_index, state.num_processes
+    out = Path(cfg.output).expanduser()
+    if _has_state(out) and not (cfg.resume or cfg.overwrite):
+        logger.error("%s already holds a preprocessing run; pass --resume to continue it or --overwrite to "
+                     "start again", out)
+        return 2
+    if state.is_main_process:
+        _prepare_output(cfg, out)
+    state.wait_for_everyone()
+
+    specs = discover(cfg.input, cfg.input_format, video_root=cfg.video_root,
+                     celebv_fields=tuple(cfg.celebv_caption_fields))
+    if cfg.limit is not None:
+        specs = specs[: cfg.limit]
+    done = done_clip_ids(out)
+    mine = [s for i, s in enumerate(specs) if i % world == rank and s.clip_id not in done]
+    logger.info("process %d/%d: %d clips in the input, %d already done, %d to do here", rank, world, len(specs),
+                len(done & {s.clip_id for s in specs}), len(mine))
+
+    device = cfg.device or str(state.device)
+    highlighter = load_highlighter(cfg.preset, device=device, config=hl_cfg, detector=cfg.detector,
+                                   segmenter=cfg.segmenter)
+    random_weights = cfg.preset == "tiny" or highlighter.random_weights
+    if state.is_main_process:
+        atomic_write_json(out / "run.json", {
+            "command": "preprocess-dataset", "config": config_to_dict(cfg), "highlight": config_to_dict(hl_cfg),
+            "num_processes": world, "random_weights": random_weights,
+            "backends": {"detector": getattr(highlighter.detector, "name", type(highlighter.detector).__name__),
+                         "detector_source": getattr(highlighter.detector, "source", None),
+                         "segmenter": getattr(highlighter.segmenter, "name", type(highlighter.segmenter).__name__)},
+            "provenance": provenance(),
+        })
+
+    rules = cfg.rules()
+    loader = DataLoader(_ClipLoader(mine, rules), batch_size=max(1, cfg.batch_clips), shuffle=False,
+                        num_workers=max(0, cfg.num_workers), collate_fn=_collate,
+                        prefetch_factor=2 if cfg.num_workers > 0 else None)
+    my_shard = shard_path(out, rank)
+    counts: Counter[str] = Counter()
+    start = last_log = time.perf_counter()
+    processed = 0
+    bar = tqdm(total=len(mine), unit="clip", desc=f"preprocess[{rank}]", disable=not state.is_main_process,
+               dynamic_ncols=True, mininterval=1.0)
+    for batch in loader:
+        rows = finish_clips(batch, highlighter, rules, out)
+        append_jsonl(my_shard, (r.to_dict() for r in rows))
+        processed += len(rows)
+        counts.update(_count_key(r) for r in rows)
+        bar.update(len(rows))
+        now = time.perf_counter()
+        if now - last_log >= cfg.log_every:
+            last_log = now
+            logger.info("process %d: %d/%d clips, %.2f clips/s", rank, processed, len(mine),
+                        processed / max(now - start, 1e-9))
+    bar.close()
+    elapsed = time.perf_counter() - start
+    logger.info("process %d: %d clips in %.1f s (%.2f clips/s)", rank, processed, elapsed,
+                processed / max(elapsed, 1e-9))
+    atomic_write_json(out / "shards" / f"stats-{rank:05d}.json", {
+        "rank": rank, "processed": processed, "seconds": elapsed, "counts": dict(counts)})
+
+    state.wait_for_everyone()
+    code = 0
+    if state.is_main_process:
+        code = merge(out, specs, world=world, random_weights=random_weights)
+    return code
+
+
+def _count_key(row: ManifestRow) -> str:
+    if row.status == "kept":
+        return "kept"
+    if row.status == "error":
+        return f"error:{row.extra.get('error_kind', 'error')}"
+    return f"rejected:{row.reason}"
+
+
+def merge(out: Path, specs: list[ClipSpec], *, world: int, random_weights: bool) -> int:
+    """Merge the shard files into ``manifest.jsonl`` in input order (one row per clip) and write the summary."""
+    by_id: dict[str, dict] = {}
+    for path in sorted((out / "shards").glob("rank-*.jsonl")):
+        for row in read_jsonl(path):
+            by_id.setdefault(row.get("clip_id"), row)
+    rows, missing = [], []
+    for spec in specs:
+        row = by_id.get(spec.clip_id)
+        if row is None:
+            missing.append(spec.clip_id)
+        else:
+            rows.append(row)
+    stale = len(set(by_id) - {s.clip_id for s in specs})
+    if stale:
+        logger.warning("%d row(s) in %s/shards belong to clips no longer in the input; left out of the manifest",
+                       stale, out)
+    atomic_write_text(out / "manifest.jsonl", "".join(dumps_row(r) + "\n" for r in rows))
+
+    statuses = Counter(r["status"] for r in rows)
+    reasons = Counter(r["reason"] for r in rows if r["status"] == "rejected")
+    errors = Counter((r.get("extra") or {}).get("error_kind", "error") for r in rows if r["status"] == "error")
+    stats = [__import__("json").loads(p.read_text()) for p in sorted((out / "shards").glob("stats-*.json"))]
+    this_run = sum(s["processed"] for s in stats)
+    seconds = max((s["seconds"] for s in stats), default=0.0)
+    summary = {
+        "clips": len(specs), "rows": len(rows), "missing": len(missing), "missing_clip_ids": missing[:100],
+        "status": dict(statuses), "rejected_reasons": dict(reasons), "error_kinds": dict(errors),
+        "kept_fraction": statuses.get("kept", 0) / max(1, len(rows)),
+        "throughput": {"clips_this_run": this_run, "seconds": seconds,
+                       "clips_per_second": this_run / seconds if seconds > 0 else None, "num_processes": world},
+        "random_weights": random_weights,
+    }
+    atomic_write_json(out / "summary.json", summary)
+    logger.info("manifest: %d rows (%s); rejected: %s; errors: %s -> %s", len(rows), dict(statuses), dict(reasons),
+                dict(errors), out / "manifest.jsonl")
+    if random_weights:
+        logger.warning("random weights (tiny preset): references and decisions are meaningless, for testing only")
+    if missing:
+        logger.error("%d clip(s) have no row (a process failed?): %s ...; run again with --resume", len(missing),
+                     missing[:5])
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg, hl_cfg = resolve_configs(sys.argv[1:] if argv is None else list(argv))
+    except (ValueError, FileNotFoundError) as exc:
+        logger.error("%s", exc)
+        return 2
+    try:
+        return run(cfg, hl_cfg)
+    except FileNotFoundError as exc:  # includes MissingWeightsError, whose message says how to get the weights
+        logger.error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    from vm_common.logging_setup import setup_logging
+
+    setup_logging()
+    sys.exit(main())
