@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from vm_common.io_utils import atomic_output
-from vm_common.media import ImageLoadError, MediaError, VideoInfo, VideoReadError, load_image, video_info
+from vm_common.media import ImageLoadError, MediaError, VideoInfo, load_image, video_info
 
 from . import filters
 from .detect import normalize_prompt
@@ -112,6 +112,9 @@ def _prepare(spec: ClipSpec, rules: ClipRules) -> Prepared:
         decoded = read_frames(spec.video, indices)
     except (MediaError, ValueError) as exc:
         return Prepared(spec, row=error_row(spec, str(exc), DECODE_FAILED, info, rules))
+    if decoded.missing:
+        # a clip whose sampled frames cannot all be decoded would fail again when training reads it
+        return Prepared(spec, row=error_row(spec, f"{spec.video}: {decoded.warning}", DECODE_FAILED, info, rules))
     return Prepared(spec, info=info, frames=decoded.frames, indices=decoded.indices, warning=decoded.warning)
 
 

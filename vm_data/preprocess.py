@@ -210,10 +210,12 @@ def run(cfg: PreprocessConfig, hl_cfg: HighlightConfig) -> int:
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    state = PartialState()
+    state = PartialState(cpu=_use_cpu(cfg.device))
     rank, world = state.process_index, state.num_processes
     out = Path(cfg.output).expanduser()
-    if _has_state(out) and not (cfg.resume or cfg.overwrite):
+    has_state = _has_state(out)
+    state.wait_for_everyone()  # every process looks before the main process changes anything
+    if has_state and not (cfg.resume or cfg.overwrite):
         logger.error("%s already holds a preprocessing run; pass --resume to continue it or --overwrite to "
                      "start again", out)
         return 2
@@ -276,7 +278,21 @@ def run(cfg: PreprocessConfig, hl_cfg: HighlightConfig) -> int:
     code = 0
     if state.is_main_process:
         code = merge(out, specs, world=world, random_weights=random_weights)
+    if world > 1:
+        state.wait_for_everyone()
+        state.destroy_process_group()
     return code
+
+
+def _use_cpu(device: str | None) -> bool:
+    """CPU processes when asked (``--device cpu``, ``accelerate launch --cpu``) or when there is no GPU: without
+    this, processes started by a launcher on a GPU-less machine would each run as a lone single process."""
+    import os
+
+    import torch
+
+    flag = os.environ.get("ACCELERATE_USE_CPU", "").strip().lower() in ("1", "true", "yes")
+    return flag or (device or "").startswith("cpu") or not torch.cuda.is_available()
 
 
 def _count_key(row: ManifestRow) -> str:

@@ -75,3 +75,28 @@ class SyntheticColorSegmenter:
                 masks[i, y0i:y1i, x0i:x1i] = mask[y0i:y1i, x0i:x1i]
             out.append(Segmentation(masks, np.ones(len(bxs), np.float32)))
         return out
+
+
+def write_video(path, frames: np.ndarray, *, fps: float = 8.0, codec: str = "libx264", pix_fmt: str = "yuv444p",
+                container_format: str | None = None, options: dict | None = None,
+                container_options: dict | None = None, gop: int | None = None):
+    """TEST-ONLY: encode uint8 RGB frames with any codec / pixel format / size (odd sizes, grayscale ...), which
+    :func:`vm_common.media.write_mp4` (yuv420p, even sizes) does not cover."""
+    import av
+
+    frames = np.asarray(frames, np.uint8)
+    with av.open(str(path), "w", format=container_format, options=container_options or {}) as container:
+        stream = container.add_stream(codec, rate=int(round(fps)))
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = pix_fmt
+        opts = dict(options or {})
+        if gop is not None:
+            opts["g"] = str(gop)
+        if opts:
+            stream.options = opts
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

@@ -98,7 +98,8 @@ def read_frames(path: str | os.PathLike, indices: Sequence[int], *, seek_gap: in
         raise VideoReadError(f"no decodable frame at indices {wanted[:8]} in {path}" + (f": {warning}" if warning else ""))
     missing = [i for i in wanted if i not in got]
     if missing and warning is None:
-        warning = f"frames {missing[:8]} not found (the clip ends at frame {max(got)})"
+        warning = (f"frames {missing[:8]} could not be decoded: the stream ends early (truncated or corrupt file, "
+                   f"or a frame count in the header that is too large); last frame decoded: {max(got)}")
     order = [int(i) for i in indices if int(i) in got]
     frames = np.stack([got[i] for i in order])
     return DecodedFrames(frames=frames, indices=order, missing=missing, warning=warning)

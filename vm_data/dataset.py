@@ -1,0 +1,134 @@
+"""The torch Dataset that vm_model's training reads: clips of a manifest with one augmented reference each.
+
+Frame sampling rule: a clip needs ``span = (num_frames - 1) * frame_stride + 1`` frames. A clip with fewer frames
+than that but at least ``num_frames`` uses the largest stride that fits, ``(n - 1) // (num_frames - 1)``. A clip
+with fewer than ``num_frames`` frames cannot give a sample at all: it is left out when the dataset is built,
+logged with a warning, and listed in :attr:`VideoClipDataset.skipped` with the reason. The start frame is drawn
+uniformly among the positions where the span fits.
+
+Determinism: everything random in a sample (start frame, which of the K references, the augmentation) comes from
+one generator seeded with ``(seed, epoch, index)``; call :meth:`VideoClipDataset.set_epoch` each epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vm_common.media import VideoReadError, load_image, video_info
+
+from .augment import AugmentConfig, augment_reference, pick_reference
+from .manifest import ManifestRow, read_manifest
+from .reference import pad_to_square
+from .video import read_frames, strided_indices
+
+logger = logging.getLogger(__name__)
+
+
+def effective_stride(num_available: int, num_frames: int, frame_stride: int) -> int | None:
+    """The stride used for a clip of ``num_available`` frames (None: the clip is too short for ``num_frames``)."""
+    if num_available < num_frames:
+        return None
+    if num_frames <= 1:
+        return max(1, frame_stride)
+    return max(1, min(frame_stride, (num_available - 1) // (num_frames - 1)))
+
+
+def _resize_cover(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Resize (N, 3, h, w) so that it covers height x width, then centre-crop."""
+    import torch.nn.functional as F
+
+    h, w = frames.shape[-2:]
+    scale = max(height / h, width / w)
+    nh, nw = max(height, round(h * scale)), max(width, round(w * scale))
+    if (nh, nw) != (h, w):
+        frames = F.interpolate(frames, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+    top, left = (nh - height) // 2, (nw - width) // 2
+    return frames[..., top:top + height, left:left + width]
+
+
+class VideoClipDataset(torch.utils.data.Dataset):
+    """``kept`` clips of a manifest -> dicts with ``video`` (F, 3, H, W), ``reference`` (3, H, W), both float in
+    [-1, 1], ``caption`` (str), ``clip_id`` (str), plus ``frame_indices`` and ``reference_path``."""
+
+    def __init__(self, manifest_path: str | Path, num_frames: int = 16, frame_stride: int = 8,
+                 resolution: int | tuple[int, int] = 512, augment: AugmentConfig | None = None, seed: int = 0):
+        if num_frames < 1 or frame_stride < 1:
+            raise ValueError(f"num_frames and frame_stride must be >= 1, got {num_frames}, {frame_stride}")
+        self.manifest_path = Path(manifest_path)
+        self.base = self.manifest_path.parent
+        self.num_frames, self.frame_stride = int(num_frames), int(frame_stride)
+        self.height, self.width = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
+        self.augment, self.seed, self.epoch = augment, int(seed), 0
+        self.rows: list[ManifestRow] = []
+        self.lengths: list[int] = []
+        self.skipped: list[tuple[str, str]] = []
+        for row in read_manifest(self.manifest_path, status="kept"):
+            n = row.num_frames
+            if n is None:
+                try:
+                    n = video_info(row.resolve(row.video, self.base)).num_frames
+                except VideoReadError as exc:
+                    self.skipped.append((row.clip_id, f"unreadable video: {exc}"))
+                    continue
+            if not row.references:
+                self.skipped.append((row.clip_id, "no reference images"))
+                continue
+            if effective_stride(n, self.num_frames, self.frame_stride) is None:
+                self.skipped.append((row.clip_id, f"{n} frames < {self.num_frames} needed"))
+                continue
+            self.rows.append(row)
+            self.lengths.append(int(n))
+        if self.skipped:
+            logger.warning("%s: %d kept clip(s) left out (first: %s: %s)", self.manifest_path, len(self.skipped),
+                           *self.skipped[0])
+        if not self.rows:
+            raise ValueError(f"{self.manifest_path}: no usable kept clips for {self.num_frames} frames "
+                             f"({len(self.skipped)} left out)")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def generator(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, int(index)])
+
+    def frame_indices(self, index: int, rng: np.random.Generator) -> list[int]:
+        n = self.lengths[index]
+        stride = effective_stride(n, self.num_frames, self.frame_stride)
+        assert stride is not None
+        span = (self.num_frames - 1) * stride + 1
+        start = int(rng.integers(0, n - span + 1))
+        return strided_indices(n, self.num_frames, stride, start)
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self.rows):
+            raise IndexError(f"index {index} out of range for {len(self.rows)} clips")
+        row = self.rows[index]
+        rng = self.generator(index)
+        indices = self.frame_indices(index, rng)
+        video_path = row.resolve(row.video, self.base)
+        decoded = read_frames(video_path, indices)
+        if decoded.missing:
+            raise VideoReadError(f"clip {row.clip_id} ({video_path}): frames {decoded.missing[:8]} could not be "
+                                 f"decoded ({decoded.warning}); the manifest says it has {self.lengths[index]} frames")
+        frames = torch.from_numpy(decoded.frames).permute(0, 3, 1, 2).float().div_(255.0)
+        video = _resize_cover(frames, self.height, self.width).clamp_(0, 1).mul_(2).sub_(1)
+
+        ref_rel = pick_reference(row.references, rng)
+        ref_path = row.resolve(ref_rel, self.base)
+        ref = np.asarray(load_image(ref_path))
+        ref = pad_to_square(ref) if self.height == self.width else ref
+        ref_t = torch.from_numpy(np.array(ref, copy=True)).permute(2, 0, 1).float().div_(255.0)
+        ref_t = _resize_cover(ref_t[None], self.height, self.width)[0].clamp_(0, 1)
+        ref_t = augment_reference(ref_t, self.augment, rng).clamp_(0, 1).mul_(2).sub_(1)
+        return {"video": video.contiguous(), "reference": ref_t.contiguous(), "caption": row.caption,
+                "clip_id": row.clip_id, "frame_indices": indices, "reference_path": str(ref_path)}
+
+
+__all__ = ["VideoClipDataset", "effective_stride", "AugmentConfig"]
