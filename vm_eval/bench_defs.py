@@ -15,7 +15,6 @@ import csv
 import json
 import logging
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -165,7 +164,7 @@ def _materialize_builtin(item: dict, folder: Path) -> Subject:
 
 # ------------------------------------------------------------------------------------------------------ loading
 def _data_dir():
-    return resources.files("vm_eval") / "benchmarks"
+    return Path(__file__).resolve().parent / "benchmarks"
 
 
 def list_benchmarks() -> list[str]:

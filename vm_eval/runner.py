@@ -1,0 +1,218 @@
+"""The scoring loops behind ``vm bench run`` (generate + score) and ``vm bench score`` (score existing videos).
+
+Both iterate over this process's share of the work (items split round-robin by process index, so shards are
+disjoint), skip videos whose rows are all present (resume), and append all rows of a video in one write.
+Generation is injected (``generate_fn(prompt, reference_image, seed) -> uint8 frames (F, H, W, 3)``), so the
+runner never imports vm_model; :mod:`vm_eval.bench` wires the real pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+from PIL import Image
+
+from vm_common.media import MediaError, load_image, write_gif
+
+from .videoio import read_video_strict as read_video
+
+from .bench_defs import Benchmark, Subject, WorkItem
+from .results import MetricResult
+from .scorer import Reference, VideoScorer
+from .store import ProcessInfo, SampleStore
+
+logger = logging.getLogger(__name__)
+
+GenerateFn = Callable[[str, Image.Image, int], np.ndarray]
+
+
+class ReferenceError_(ValueError):
+    """A reference image is missing or unreadable; raised before any work starts."""
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "method"
+
+
+def as_uint8_frames(frames, name: str) -> np.ndarray:
+    """Generator output (float [0, 1] or uint8; (F,H,W,3) or (1,F,H,W,3)) -> uint8 (F, H, W, 3)."""
+    arr = np.asarray(frames)
+    if arr.ndim == 5 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 4 or arr.shape[-1] != 3:
+        raise ValueError(f"{name}: expected frames of shape (F, H, W, 3), got {arr.shape}")
+    if arr.dtype != np.uint8:
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name}: generated frames contain NaN/inf")
+        arr = np.clip(np.round(arr.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return arr
+
+
+def load_references(paths: Mapping[str, str]) -> dict[str, Reference]:
+    """Load every reference (key -> path) up front; a missing/unreadable one stops before any work."""
+    refs, problems = {}, []
+    for key, path in paths.items():
+        try:
+            refs[key] = Reference(key, load_image(path))
+        except MediaError as exc:
+            problems.append(f"  - {key}: {exc}")
+    if problems:
+        raise ReferenceError_("reference image(s) missing or unreadable; nothing was scored:\n" + "\n".join(problems))
+    return refs
+
+
+def result_rows(base: dict, results: Mapping[str, MetricResult]) -> list[dict]:
+    return [dict(base, metric=m, value=r.value, status=r.status, reason=r.reason, detail=r.detail)
+            for m, r in results.items()]
+
+
+def _progress(total: int, desc: str, proc: ProcessInfo, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc if proc.count == 1 else f"{desc} [{proc.index}/{proc.count}]",
+                unit="video", position=proc.index, disable=not enabled, dynamic_ncols=True)
+
+
+@dataclass
+class LoopStats:
+    total: int = 0  # work items of the whole run
+    mine: int = 0  # this process's share
+    skipped: int = 0  # already present (resume)
+    done: int = 0
+    errors: int = 0  # rows with status error written by this process
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------- bench run
+@dataclass
+class ReferencePrep:
+    image: Image.Image  # what the generator gets
+    info: dict  # recorded in the rows and run.json
+
+
+def prepare_reference(subject: Subject, image: Image.Image, size: tuple[int, int], highlighter, enabled: bool,
+                      save_to: Path) -> ReferencePrep:
+    """Subject highlight (vm_data) when the benchmark asks for it, else / on failure the raw image; resized."""
+    info: dict = {"method": "raw", "status": "ok", "reason": ""}
+    out = image
+    if enabled:
+        if highlighter is None:
+            info = {"method": "raw", "status": "unavailable",
+                    "reason": "subject highlight requested but vm_data.highlight is not available"}
+        else:
+            res = highlighter.highlight(image, subject.highlight_text)
+            if res.status == "ok" and res.image is not None:
+                out, info = res.image, {"method": "subject-highlight", "status": "ok", "reason": "",
+                                        "text": subject.highlight_text}
+            else:
+                info = {"method": "raw", "status": res.status, "text": subject.highlight_text,
+                        "reason": res.reason or f"subject highlight failed ({res.status}); raw image used"}
+                logger.warning("%s: subject highlight %s (%s); using the raw image", subject.id, res.status,
+                               info["reason"])
+    out = out.convert("RGB").resize(size, Image.BICUBIC)
+    save_to.parent.mkdir(parents=True, exist_ok=True)
+    out.save(save_to)
+    return ReferencePrep(out, info)
+
+
+def run_items(bench: Benchmark, items: list[WorkItem], out_dir: Path, *, method: str, preset: str,
+              scorer: VideoScorer, generate_fn: GenerateFn | Mapping[str, GenerateFn], highlighter=None,
+              proc: ProcessInfo | None = None, progress: bool = True, common: dict | None = None) -> LoopStats:
+    """Generate and score this process's share of ``items``; rows go to the run's sample store."""
+    proc = proc or ProcessInfo()
+    out_dir = Path(out_dir)
+    store = SampleStore(out_dir, proc)
+    protocol = bench.protocol_for(preset)
+    refs = load_references({it.subject.id: it.subject.image for it in items})
+    existing = store.existing()
+    mine = [it for i, it in enumerate(items) if i % proc.count == proc.index]
+    todo = [it for it in mine
+            if not all((method, it.sample_id, m) in existing for m in scorer.metrics_for(it.subject.kind))]
+    stats = LoopStats(total=len(items), mine=len(mine), skipped=len(mine) - len(todo))
+    if stats.skipped:
+        logger.info("resume: %d of %d videos already scored, %d to go", stats.skipped, len(mine), len(todo))
+    preps: dict[str, ReferencePrep] = {}
+    t0 = time.perf_counter()
+    with _progress(len(todo), f"bench run {bench.name}", proc, progress) as bar:
+        for it in todo:
+            s = it.subject
+            if s.id not in preps:
+                preps[s.id] = prepare_reference(s, refs[s.id].image, (protocol.width, protocol.height), highlighter,
+                                                protocol.highlight, out_dir / "references" / f"{slug(s.id)}.png")
+            gen = generate_fn[s.kind] if isinstance(generate_fn, Mapping) else generate_fn
+            frames = as_uint8_frames(gen(it.prompt.text, preps[s.id].image, it.seed), it.sample_id)
+            rel = Path("videos") / slug(method) / slug(s.id) / f"p{it.prompt.index:02d}_s{it.seed}.gif"
+            write_gif(out_dir / rel, frames, fps=protocol.fps)
+            # CLIP, DINO and face use the in-memory frames; DD runs on the saved GIF, as the paper did
+            dd_frames = read_video(out_dir / rel)
+            results = scorer.score(frames, prompt=it.prompt.text, reference=refs[s.id], kind=s.kind,
+                                   dd_frames=dd_frames)
+            base = {
+                "sample_id": it.sample_id, "method": method, "benchmark": bench.name, "subject": s.id,
+                "kind": s.kind, "category": it.prompt.category, "prompt": it.prompt.text,
+                "prompt_index": it.prompt.index, "seed": it.seed, "video": rel.as_posix(),
+                "reference": str(s.image), "reference_for_model": f"references/{slug(s.id)}.png",
+                "reference_preprocessing": preps[s.id].info, "n_frames": int(frames.shape[0]),
+                "height": int(frames.shape[1]), "width": int(frames.shape[2]), **(common or {}),
+            }
+            rows = result_rows(base, results)
+            store.append(rows)
+            stats.done += 1
+            stats.errors += sum(r["status"] == "error" for r in rows)
+            bar.update(1)
+    stats.seconds = time.perf_counter() - t0
+    stats.extra["reference_preprocessing"] = {k: v.info for k, v in preps.items()}
+    return stats
+
+
+# -------------------------------------------------------------------------------------------------- bench score
+@dataclass(frozen=True)
+class ScoreTask:
+    sample_id: str
+    method: str
+    subject: str
+    kind: str
+    prompt: str
+    video: str
+    reference: str
+    category: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def score_tasks(tasks: list[ScoreTask], out_dir: Path, *, scorer: VideoScorer, proc: ProcessInfo | None = None,
+                progress: bool = True, common: dict | None = None) -> LoopStats:
+    """Score existing videos; a missing/empty/truncated/non-video file gives error rows, the rest is scored."""
+    proc = proc or ProcessInfo()
+    store = SampleStore(Path(out_dir), proc)
+    refs = load_references({t.reference: t.reference for t in tasks})
+    existing = store.existing()
+    mine = [t for i, t in enumerate(tasks) if i % proc.count == proc.index]
+    todo = [t for t in mine if not all((t.method, t.sample_id, m) in existing for m in scorer.metrics_for(t.kind))]
+    stats = LoopStats(total=len(tasks), mine=len(mine), skipped=len(mine) - len(todo))
+    t0 = time.perf_counter()
+    with _progress(len(todo), "bench score", proc, progress) as bar:
+        for t in todo:
+            base = {"sample_id": t.sample_id, "method": t.method, "subject": t.subject, "kind": t.kind,
+                    "category": t.category, "prompt": t.prompt, "video": t.video, "reference": t.reference, **t.extra,
+                    **(common or {})}
+            try:
+                frames = read_video(t.video)
+            except MediaError as exc:
+                results = {m: MetricResult.error(str(exc)) for m in scorer.metrics_for(t.kind)}
+            else:
+                base.update(n_frames=int(frames.shape[0]), height=int(frames.shape[1]), width=int(frames.shape[2]))
+                results = scorer.score(frames, prompt=t.prompt, reference=refs[t.reference], kind=t.kind)
+            rows = result_rows(base, results)
+            store.append(rows)
+            stats.done += 1
+            stats.errors += sum(r["status"] == "error" for r in rows)
+            bar.update(1)
+    stats.seconds = time.perf_counter() - t0
+    return stats
