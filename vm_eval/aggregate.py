@@ -62,14 +62,16 @@ def _summaries(rows: list[dict]) -> dict[str, dict]:
 
 def aggregate(rows: Iterable[dict]) -> dict:
     """Summary of rows (deduplicated on (method, sample_id, metric)); groups are (method, kind)."""
-    rows = dedupe(rows)
-    groups: "OrderedDict[tuple[str, str], list[dict]]" = OrderedDict()
-    methods: list[str] = []
+    rows = list(rows)
+    methods: list[str] = []  # in order of first appearance (the ablation table keeps the order given)
     for r in rows:
-        m = str(r.get("method"))
-        if m not in methods:
-            methods.append(m)
-        groups.setdefault((m, str(r.get("kind") or "human")), []).append(r)
+        if str(r.get("method")) not in methods:
+            methods.append(str(r.get("method")))
+    groups: "OrderedDict[tuple[str, str], list[dict]]" = OrderedDict(
+        ((m, k), []) for m in methods for k in ("human", "object"))
+    for r in dedupe(rows):
+        groups[(str(r.get("method")), str(r.get("kind") or "human"))].append(r)
+    groups = OrderedDict((k, v) for k, v in groups.items() if v)
     out_groups = []
     for (method, kind), grows in groups.items():
         cats: dict[str, list[dict]] = defaultdict(list)
