@@ -125,7 +125,10 @@ def load_videomaker_weights(unet: torch.nn.Module, path: str | Path) -> WeightsR
     result = unet.load_state_dict(state, strict=False)
     unexpected = list(result.unexpected_keys)
     not_covered: dict[str, int] = {}
+    parameter_names = {clean_parameter_name(n) for n, _ in unet.named_parameters()}
     for key in result.missing_keys:
+        if key not in parameter_names:  # buffers (e.g. positional encodings) are not weights to be trained
+            continue
         group = _group(key)
         if group != "other":
             not_covered[group] = not_covered.get(group, 0) + 1

@@ -73,7 +73,8 @@ def load_base_components(sources: ModelSources, dtype: torch.dtype = torch.float
     unet2d = UNet2DConditionModel.from_pretrained(unet_dir, torch_dtype=dtype)
     adapter = MotionAdapter.from_pretrained(adapter_dir, torch_dtype=dtype)
     unet = UNetMotionModel.from_unet2d(unet2d, adapter)
-    unet.to(dtype)
+    if dtype != torch.float32:
+        unet.to(dtype=dtype)
     del unet2d
     return dict(
         vae=AutoencoderKL.from_pretrained(vae_dir, torch_dtype=dtype),

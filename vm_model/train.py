@@ -70,6 +70,8 @@ class TrainConfig:
     reference_in_cross_attention: bool = field(default=True, metadata={"help": "reference frame in text "
                                                                                "cross-attention"})
     train_motion_modules: bool = field(default=True, metadata={"help": "also train the motion modules"})
+    train_whole_unet: bool = field(default=False, metadata={"help": "train every UNet parameter (pretraining a "
+                                                                    "base model on a new domain, not the method)"})
     text_dropout: float = field(default=0.05, metadata={"help": "probability of an empty caption"})
     image_dropout: float = field(default=0.05, metadata={"help": "probability of a zero reference latent"})
     joint_dropout: float = field(default=0.05, metadata={"help": "probability of dropping both (the "
@@ -105,7 +107,9 @@ PRESET_DEFAULTS = {
 
 
 # ---------------------------------------------------------------------------------------------------- model
-def trainable_parameter_names(unet, train_motion_modules: bool) -> list[str]:
+def trainable_parameter_names(unet, train_motion_modules: bool, whole_unet: bool = False) -> list[str]:
+    if whole_unet:
+        return [name for name, _ in unet.named_parameters()]
     names = []
     for name, _ in unet.named_parameters():
         clean = clean_parameter_name(name)
@@ -115,8 +119,8 @@ def trainable_parameter_names(unet, train_motion_modules: bool) -> list[str]:
     return names
 
 
-def set_trainable(unet, train_motion_modules: bool) -> int:
-    wanted = set(trainable_parameter_names(unet, train_motion_modules))
+def set_trainable(unet, train_motion_modules: bool, whole_unet: bool = False) -> int:
+    wanted = set(trainable_parameter_names(unet, train_motion_modules, whole_unet))
     count = 0
     for name, param in unet.named_parameters():
         param.requires_grad_(name in wanted)
@@ -162,8 +166,8 @@ class _EpochKeyedDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, key):
         index, epoch = key
-        if hasattr(self.dataset, "get_item"):
-            return self.dataset.get_item(index, epoch=epoch)
+        if hasattr(self.dataset, "set_epoch"):  # runs in the worker process, so workers see the right epoch
+            self.dataset.set_epoch(epoch)
         return self.dataset[index]
 
 
@@ -182,7 +186,9 @@ def build_dataset(cfg: TrainConfig, output_dir: Path):
     if cfg.data == "synthetic":
         from vm_data.synthetic import make_synthetic_dataset
 
-        manifest = make_synthetic_dataset(output_dir / "synthetic-data", num_clips=cfg.synthetic_clips,
+        manifest = output_dir / "synthetic-data" / "manifest.jsonl"
+        # a resumed run keeps the data it started with (x264 encoding is not bit-reproducible)
+        manifest = manifest if manifest.exists() else make_synthetic_dataset(output_dir / "synthetic-data", num_clips=cfg.synthetic_clips,
                                           num_frames=max(24, cfg.num_frames * cfg.frame_stride),
                                           size=cfg.resolution, seed=cfg.seed)
     else:
@@ -268,7 +274,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) ->
         from .checkpoint import load_videomaker_weights
 
         load_videomaker_weights(unet, resolve_videomaker_weights(sources.videomaker_weights))
-    n_trainable = set_trainable(unet, cfg.train_motion_modules)
+    n_trainable = set_trainable(unet, cfg.train_motion_modules, cfg.train_whole_unet)
     check_frame_count(unet, cfg.num_frames, 1)
     if cfg.gradient_checkpointing:
         from .grad_checkpointing import enable_full_gradient_checkpointing
@@ -276,7 +282,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) ->
         enable_full_gradient_checkpointing(unet)
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     for module in (vae, text_encoder):
-        module.requires_grad_(False).eval().to(device, dtype=weight_dtype)
+        module.requires_grad_(False).eval().to(device)
+        if weight_dtype != torch.float32:
+            module.to(dtype=weight_dtype)
     for param in unet.parameters():  # frozen UNet weights in half precision, trainable ones stay fp32
         if not param.requires_grad:
             param.data = param.data.to(weight_dtype)

@@ -1,0 +1,131 @@
+"""`vm train` on the tiny preset and synthetic data: outputs, exact resume, refusals, NaN stop, what trains."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from model_helpers import tiny_motion_unet
+from vm_common.io_utils import read_jsonl
+from vm_model import train as train_module
+from vm_model.checkpoint import latest_checkpoint
+from vm_model.losses import add_remind_noise, girl_timesteps, masked_mse, videomaker_loss
+from vm_model.scheduler import training_scheduler
+from vm_model.train import main, set_trainable
+
+TINY = ["--preset", "tiny", "--data", "synthetic", "--synthetic-clips", "3", "--num-workers", "0"]
+
+
+def _weights(run_dir):
+    return load_file(str(latest_checkpoint(run_dir) / "trainable.safetensors"))
+
+
+def test_tiny_training_writes_everything(tmp_path):
+    out = tmp_path / "run"
+    assert main(TINY + ["--max-steps", "2", "--output-dir", str(out)]) == 0
+    ckpt = latest_checkpoint(out)
+    assert ckpt is not None and ckpt.name == "step-00000002"
+    assert (ckpt / "state.pt").exists()
+    rows = list(read_jsonl(out / "losses.jsonl"))
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(r["loss_video"] > 0 and r["loss"] >= r["loss_video"] for r in rows)
+    config = json.loads((out / "config.json").read_text())
+    assert config["preset"] == "tiny" and config["girl_alpha"] == 0.01 and config["girl_beta"] == 0.1
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["random_weights"] is True and prov["seed"] == 0 and "torch" in prov["versions"]
+    names = set(_weights(out))
+    assert names and all((".attn1." in n and ".attentions." in n) or "motion_modules" in n for n in names)
+    assert any("motion_modules" in n for n in names)
+
+
+def test_resume_two_plus_two_equals_four(tmp_path):
+    from vm_data.synthetic import make_synthetic_dataset
+
+    # one dataset for both runs: video encoding is not bit-reproducible, so they must read the same files
+    data = ["--preset", "tiny", "--num-workers", "0", "--data",
+            str(make_synthetic_dataset(tmp_path / "data", num_clips=3, num_frames=24, size=64))]
+    straight, resumed = tmp_path / "four", tmp_path / "two-two"
+    assert main(data + ["--max-steps", "4", "--output-dir", str(straight)]) == 0
+    assert main(data + ["--max-steps", "2", "--output-dir", str(resumed)]) == 0
+    assert main(data + ["--max-steps", "4", "--output-dir", str(resumed), "--resume"]) == 0
+    a, b = _weights(straight), _weights(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=0, rtol=0, msg=key)
+    losses_a = [r["loss"] for r in read_jsonl(straight / "losses.jsonl")]
+    losses_b = [r["loss"] for r in read_jsonl(resumed / "losses.jsonl")]
+    assert losses_a == losses_b
+
+
+def test_existing_run_dir_is_refused(tmp_path, caplog):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "something").write_text("x")
+    assert main(TINY + ["--max-steps", "1", "--output-dir", str(out)]) == 1
+    assert "--resume" in caplog.text and "--overwrite" in caplog.text
+    assert main(TINY + ["--max-steps", "1", "--output-dir", str(out), "--overwrite"]) == 0
+    assert not (out / "something").exists()
+
+
+def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, caplog):
+    out = tmp_path / "run"
+    assert main(TINY + ["--max-steps", "1", "--output-dir", str(out)]) == 0
+    before = _weights(out)
+    real_loss = train_module.videomaker_loss
+
+    def poisoned(*args, **kwargs):
+        terms = real_loss(*args, **kwargs)
+        terms.total = terms.total * float("nan")
+        return terms
+
+    monkeypatch.setattr(train_module, "videomaker_loss", poisoned)
+    assert main(TINY + ["--max-steps", "3", "--output-dir", str(out), "--resume"]) == 1
+    assert "non-finite loss at step 2" in caplog.text
+    assert latest_checkpoint(out).name == "step-00000001"
+    after = _weights(out)
+    for key in before:
+        torch.testing.assert_close(after[key], before[key], atol=0, rtol=0)
+
+
+def test_girl_off_has_no_reg_loss_and_frozen_motion_modules(tmp_path):
+    out = tmp_path / "run"
+    assert main(TINY + ["--max-steps", "1", "--output-dir", str(out), "--no-girl", "--no-train-motion-modules"]) == 0
+    rows = list(read_jsonl(out / "losses.jsonl"))
+    assert rows[0]["loss_reg"] == 0.0 and rows[0]["loss"] == rows[0]["loss_video"]
+    assert not any("motion_modules" in n for n in _weights(out))
+
+
+def test_trainable_selection():
+    unet = tiny_motion_unet()
+    set_trainable(unet, train_motion_modules=True)
+    trainable = {n for n, p in unet.named_parameters() if p.requires_grad}
+    assert any("motion_modules" in n for n in trainable)
+    assert not any(".attn2." in n and "motion_modules" not in n for n in trainable)
+    assert not any(n.startswith(("conv_in", "time_embedding")) for n in trainable)
+    assert not any(".resnets." in n for n in trainable)
+
+
+def test_girl_noise_is_the_papers_formula():
+    sched = training_scheduler()
+    t = torch.tensor([0, 49, 51, 999])
+    assert girl_timesteps(t, 0.01).tolist() == [0, 0, 1, 10]
+    ref, eps = torch.randn(4, 4, 1, 2, 2), torch.randn(4, 4, 1, 2, 2)
+    got = add_remind_noise(sched, ref, eps, t, 0.01)
+    acp = sched.alphas_cumprod[torch.tensor([0, 0, 1, 10])].view(-1, 1, 1, 1, 1)
+    torch.testing.assert_close(got, acp.sqrt() * ref + (1 - acp).sqrt() * eps)
+    assert (1 - sched.alphas_cumprod[0]).sqrt().item() == pytest.approx(0.029, abs=1e-3)
+
+
+def test_loss_masks_dropped_references():
+    pred_v, noise_v = torch.zeros(2, 4, 3, 2, 2), torch.ones(2, 4, 3, 2, 2)
+    pred_r, noise_r = torch.zeros(2, 4, 1, 2, 2), torch.stack([torch.full((4, 1, 2, 2), 2.0),
+                                                               torch.full((4, 1, 2, 2), 10.0)])
+    terms = videomaker_loss(pred_v, noise_v, pred_r, noise_r, torch.tensor([True, False]), beta=0.1)
+    assert terms.video.item() == pytest.approx(1.0)
+    assert terms.reg.item() == pytest.approx(4.0)  # only the kept reference counts
+    assert terms.total.item() == pytest.approx(1.4)
+    none_kept = masked_mse(pred_r, noise_r, torch.tensor([False, False]))
+    assert none_kept.item() == 0.0
