@@ -1,0 +1,87 @@
+"""`vm generate` on the tiny preset: outputs, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from vm_common.cli import main as vm_main
+from vm_common.media import read_video
+from vm_model.generate import main, read_prompts, slugify
+
+FAST = ["--preset", "tiny", "--num-frames", "3", "--steps", "2"]
+
+
+@pytest.fixture(scope="module")
+def astronaut(tmp_path_factory):
+    path = tmp_path_factory.mktemp("img") / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    return path
+
+
+def test_generate_writes_videos_and_sidecars_and_resumes(tmp_path, astronaut, caplog):
+    out = tmp_path / "out"
+    argv = FAST + ["--image", str(astronaut), "--prompt", "A person reading a book.", "--seed", "1", "2",
+                   "--out", str(out)]
+    assert vm_main(["generate"] + argv) == 0
+    stems = sorted(p.stem for p in out.glob("*.mp4"))
+    assert stems == ["000-a-person-reading-a-book-s1", "000-a-person-reading-a-book-s2"]
+    for stem in stems:
+        assert read_video(out / f"{stem}.mp4").shape == (3, 64, 64, 3)
+        assert read_video(out / f"{stem}.gif").shape == (3, 64, 64, 3)
+        sidecar = json.loads((out / f"{stem}.json").read_text())
+        assert sidecar["prompt"] == "A person reading a book."
+        assert sidecar["random_weights"] is True and sidecar["config"]["steps"] == 2
+        assert sidecar["seed"] in (1, 2) and "versions" in sidecar and sidecar["sources"]["base_model"]
+    a = read_video(out / f"{stems[0]}.mp4")
+    b = read_video(out / f"{stems[1]}.mp4")
+    assert np.abs(a.astype(int) - b).max() > 0  # different seeds, different videos
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*.mp4")}
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert main(argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*.mp4")} == before
+    assert "2 already present" in caplog.text
+
+
+def test_same_seed_same_frames(tmp_path, astronaut):
+    for name in ("a", "b"):
+        assert main(FAST + ["--image", str(astronaut), "--prompt", "x y", "--out", str(tmp_path / name)]) == 0
+    a = read_video(tmp_path / "a" / "000-x-y-s42.gif")  # GIF: lossless given the frames
+    b = read_video(tmp_path / "b" / "000-x-y-s42.gif")
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("make_bad, match", [
+    (lambda p: None, "not found"),
+    (lambda p: p.write_bytes(b""), "cannot read image"),
+    (lambda p: p.write_text("hello"), "cannot read image"),
+])
+def test_bad_image_is_a_clear_error(tmp_path, caplog, make_bad, match):
+    bad = tmp_path / "bad.png"
+    make_bad(bad)
+    assert main(FAST + ["--image", str(bad), "--prompt", "x", "--out", str(tmp_path / "o")]) == 2
+    assert match in caplog.text and "bad.png" in caplog.text
+    assert not (tmp_path / "o").exists()  # nothing written, no model loaded
+
+
+def test_empty_prompt_and_too_many_frames(tmp_path, astronaut, caplog):
+    assert main(FAST + ["--image", str(astronaut), "--prompt", "  ", "--out", str(tmp_path / "o")]) == 2
+    assert "empty" in caplog.text
+    caplog.clear()
+    assert main(["--preset", "tiny", "--num-frames", "40", "--steps", "1", "--image", str(astronaut),
+                 "--prompt", "x", "--out", str(tmp_path / "o2")]) == 2
+    assert "maximum sequence length 32" in caplog.text
+
+
+def test_prompts_file(tmp_path):
+    f = tmp_path / "p.txt"
+    f.write_text("# comment\nA cat.\n\nA dog running.\n")
+    assert read_prompts(["first"], f) == ["first", "A cat.", "A dog running."]
+    with pytest.raises(ValueError, match="no prompt"):
+        read_prompts(None, None)
+    assert slugify("A person, wearing: a hat!") == "a-person-wearing-a-hat"
