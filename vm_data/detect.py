@@ -69,27 +69,33 @@ def normalize_prompt(text: str) -> str:
 
 
 class GroundingDinoDetector:
-    """transformers Grounding DINO, batched. ``source`` is a folder or hub id with model and processor files."""
+    """transformers Grounding DINO (model + its processor), batched; see :meth:`from_pretrained`."""
 
     name = "grounding-dino"
 
-    def __init__(self, source: str | Path, *, device: str | torch.device = "cpu", batch_size: int = 8,
+    def __init__(self, model, processor, *, device: str | torch.device = "cpu", batch_size: int = 8,
                  candidate_threshold: float = 0.05, text_threshold: float = 0.25, max_candidates: int = 20,
-                 dtype: torch.dtype | None = None):
-        from transformers import AutoProcessor, GroundingDinoForObjectDetection
-
-        self.source = str(source)
+                 dtype: torch.dtype | None = None, source: str | None = None):
+        self.source = source
         self.device = torch.device(device)
         self.batch_size = max(1, int(batch_size))
         self.candidate_threshold = float(candidate_threshold)
         self.text_threshold = float(text_threshold)
         self.max_candidates = int(max_candidates)
-        self.processor = AutoProcessor.from_pretrained(self.source)
-        model = GroundingDinoForObjectDetection.from_pretrained(self.source)
+        self.processor = processor
         if dtype is not None:
             model = model.to(dtype)
         self.model = model.to(self.device).eval()
         self.dtype = next(self.model.parameters()).dtype
+
+    @classmethod
+    def from_pretrained(cls, source: str | Path, **kwargs) -> "GroundingDinoDetector":
+        """Model and processor from a folder (or hub id) holding both, as the IDEA-Research checkpoints do."""
+        from transformers import AutoProcessor, GroundingDinoForObjectDetection
+
+        processor = AutoProcessor.from_pretrained(str(source))
+        model = GroundingDinoForObjectDetection.from_pretrained(str(source))
+        return cls(model, processor, source=str(source), **kwargs)
 
     @torch.inference_mode()
     def detect(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[Detections]:
@@ -134,4 +140,4 @@ def load_grounding_dino(source: str | None = None, **kwargs) -> GroundingDinoDet
 
     path = GROUNDING_DINO.resolve(source)
     logger.info("loading Grounding DINO from %s", path)
-    return GroundingDinoDetector(path, **kwargs)
+    return GroundingDinoDetector.from_pretrained(path, **kwargs)

@@ -83,7 +83,9 @@ class PreprocessConfig:
     device: str | None = field(default=None, metadata={"help": "torch device (default: this process's accelerate "
                                                                  "device)"})
     batch_clips: int = field(default=8, metadata={"help": "clips per model batch (x K frames)"})
-    num_workers: int = field(default=2, metadata={"help": "decoding worker processes per process"})
+    num_workers: int | None = field(default=None, metadata={
+        "help": "decoding worker processes per process (default: min(4, CPUs per process - 2); 0 decodes in the "
+                "main process, best on machines with few cores)"})
     limit: int | None = field(default=None, metadata={"help": "only the first N clips of the input"})
     log_every: float = field(default=30.0, metadata={"help": "seconds between throughput log lines"})
     config: Path | None = field(default=None, metadata={"help": "YAML file with any of these options", "cli": False})
@@ -247,9 +249,9 @@ def run(cfg: PreprocessConfig, hl_cfg: HighlightConfig) -> int:
         })
 
     rules = cfg.rules()
+    workers = auto_workers(world) if cfg.num_workers is None else max(0, cfg.num_workers)
     loader = DataLoader(_ClipLoader(mine, rules), batch_size=max(1, cfg.batch_clips), shuffle=False,
-                        num_workers=max(0, cfg.num_workers), collate_fn=_collate,
-                        prefetch_factor=2 if cfg.num_workers > 0 else None)
+                        num_workers=workers, collate_fn=_collate, prefetch_factor=2 if workers > 0 else None)
     my_shard = shard_path(out, rank)
     counts: Counter[str] = Counter()
     start = last_log = time.perf_counter()
@@ -282,6 +284,14 @@ def run(cfg: PreprocessConfig, hl_cfg: HighlightConfig) -> int:
         state.wait_for_everyone()
         state.destroy_process_group()
     return code
+
+
+def auto_workers(num_processes: int) -> int:
+    """Decoding workers per process: none on small machines, where they only compete with the models for cores."""
+    import os
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(4, cpus // max(1, num_processes) - 2))
 
 
 def _use_cpu(device: str | None) -> bool:

@@ -35,13 +35,15 @@ def write_bert_vocab(folder: Path, words: list[str]) -> Path:
     return path
 
 
-def grounding_dino_processor(folder: Path, words: list[str], image_size: int):
-    """A GroundingDinoProcessor (BERT tokenizer from ``words`` + image processor resizing to ``image_size``)."""
+def grounding_dino_processor(folder: Path, words: list[str], image_size: int | None):
+    """A GroundingDinoProcessor: BERT tokenizer from ``words``, image processor resizing to ``image_size`` (None:
+    the real checkpoints' 800 / 1333)."""
     from transformers import BertTokenizer, GroundingDinoImageProcessor, GroundingDinoProcessor
 
     vocab = write_bert_vocab(folder / "_vocab", words)
     tokenizer = BertTokenizer(str(vocab), do_lower_case=True, model_max_length=256)
-    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": image_size, "longest_edge": image_size})
+    image_processor = GroundingDinoImageProcessor() if image_size is None else GroundingDinoImageProcessor(
+        size={"shortest_edge": image_size, "longest_edge": image_size})
     return GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
 
@@ -57,6 +59,25 @@ def tiny_grounding_dino_config(vocab_size: int):
         encoder_ffn_dim=32, decoder_ffn_dim=32, encoder_attention_heads=2, decoder_attention_heads=2,
         num_feature_levels=4, encoder_n_points=2, decoder_n_points=2, max_text_len=256,
     )
+
+
+def full_size_vocab(size: int = 30522) -> list[str]:
+    """A BERT-base-sized word list (the tiny words, then ``[unusedN]`` fillers) for full-size random models."""
+    return _TINY_WORDS + [f"[unused{i}]" for i in range(size - len(_TINY_WORDS))]
+
+
+def save_random_full_grounding_dino(folder: Path, seed: int = 0) -> Path:
+    """Grounding DINO with the grounding-dino-tiny architecture (Swin-T + BERT-base) at random init, saved like a
+    real checkpoint (for speed and memory benchmarks; offline)."""
+    import shutil
+
+    from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection
+
+    torch.manual_seed(seed)
+    GroundingDinoForObjectDetection(GroundingDinoConfig()).save_pretrained(folder)
+    grounding_dino_processor(folder, full_size_vocab(), None).save_pretrained(folder)
+    shutil.rmtree(folder / "_vocab", ignore_errors=True)
+    return folder
 
 
 def _build_grounding_dino(folder: Path) -> None:

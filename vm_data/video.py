@@ -1,8 +1,11 @@
 """Decode only the frames we need from a video (PyAV seeking), and choose which frames those are.
 
-Decoding a whole clip to look at four frames wastes most of the time: :func:`read_frames` seeks to the keyframe
-before each wanted frame, decodes forward to it and converts only the wanted frames to RGB. Frames closer than
-``seek_gap`` to the current decode position are reached by decoding forward instead of seeking again.
+Decoding a whole clip to look at four frames wastes most of the time. :func:`read_frames` first reads the packet
+index (no decoding) to find the keyframes; for each wanted frame it seeks to the keyframe at or before it - unless
+the decoder already stands between that keyframe and the frame, where decoding on is never more work - decodes
+forward to it and converts only the wanted frames to RGB. The gain depends on the keyframe interval: with a
+keyframe every second or two (web video) it is large; with one keyframe per clip it is only the RGB conversion
+of the unwanted frames and the frames after the last wanted one (see benchmarks/results/data_preprocess.md).
 
 Frame ``i`` means the ``i``-th frame in presentation order, located from its timestamp:
 ``round((pts - start_time) * time_base * fps)``. Streams without timestamps fall back to counting decoded frames.
@@ -115,31 +118,49 @@ class _PartialRead(Exception):
         self.partial = partial
 
 
+def _keyframes(container, stream) -> list[int]:
+    """Timestamps (pts) of the keyframes, from one pass over the packets (no decoding; milliseconds per clip)."""
+    return sorted({p.pts for p in container.demux(stream) if p.is_keyframe and p.pts is not None})
+
+
 def _read_by_seeking(container, stream, wanted: list[int], fps: float, tb: float, start: int,
                      gap: int) -> dict[int, np.ndarray]:
+    """Decode ``wanted`` (sorted) frames. For each target, seek to the keyframe at or before it unless the decoder
+    is already between that keyframe and the target (then decoding on is never more work than seeking)."""
     got: dict[int, np.ndarray] = {}
     pending = list(wanted)
     frame_iter = None
     position = -1  # index of the last decoded frame
 
-    def index_of(frame) -> int | None:
-        if frame.pts is None:
-            return None
-        return int(round((frame.pts - start) * tb * fps))
+    def index_of_pts(pts: int) -> int:
+        return int(round((pts - start) * tb * fps))
 
+    def ts_of(index: float) -> int:
+        return start + int(math.floor(max(0.0, index / fps) / tb))
+
+    try:
+        key_pts = _keyframes(container, stream)
+    except Exception:  # noqa: BLE001 - an unreadable packet index: fall back to seeking blindly
+        key_pts = []
+    keyframes = [(index_of_pts(p), p) for p in key_pts]
     try:
         while pending:
             target = pending[0]
-            if frame_iter is None or target > position + gap:
-                # seek to the keyframe at or before the target (half a frame earlier, for rounding)
-                ts = start + int(math.floor(max(0.0, (target - 0.5) / fps) / tb))
-                container.seek(ts, stream=stream, backward=True, any_frame=False)
+            if keyframes:
+                before = [k for k in keyframes if k[0] <= target]
+                key, seek_to = before[-1] if before else keyframes[0]
+                must_seek = frame_iter is None or position < key - 1 or position >= target
+            else:
+                must_seek = frame_iter is None or target > position + gap or position >= target
+                seek_to = ts_of(target - 0.5)
+            if must_seek:
+                container.seek(seek_to, stream=stream, backward=True, any_frame=False)
                 frame_iter = container.decode(stream)
             reached = False
             for frame in frame_iter:
-                idx = index_of(frame)
-                if idx is None:
+                if frame.pts is None:
                     raise _NoTimestamps()
+                idx = index_of_pts(frame.pts)
                 position = idx
                 if idx >= target:
                     # the wanted frame, or the first one after it when timestamps skip (variable frame rate)
