@@ -85,3 +85,17 @@ def test_prompts_file(tmp_path):
     with pytest.raises(ValueError, match="no prompt"):
         read_prompts(None, None)
     assert slugify("A person, wearing: a hat!") == "a-person-wearing-a-hat"
+
+
+def test_generate_with_a_trained_checkpoint(tmp_path, astronaut, caplog):
+    from vm_model.train import main as train_main
+
+    run = tmp_path / "run"
+    assert train_main(["--preset", "tiny", "--data", "synthetic", "--synthetic-clips", "2", "--num-workers", "0",
+                       "--max-steps", "1", "--output-dir", str(run)]) == 0
+    with caplog.at_level("INFO"):
+        assert main(FAST + ["--weights", str(run), "--image", str(astronaut), "--prompt", "x",
+                            "--out", str(tmp_path / "o")]) == 0
+    sidecar = json.loads((tmp_path / "o" / "000-x-s42.json").read_text())
+    assert sidecar["sources"]["videomaker_weights"] == str(run)
+    assert sidecar["weights_report"]["loaded"] > 0 and sidecar["weights_report"]["unexpected"] == []
