@@ -195,16 +195,25 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="vm-bench-data-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
+        load_before = list(os.getloadavg())
         report = {
+            "load_average_at_start": load_before,
             "benchmark": "data_preprocess", "device": device_description(), "torch_threads": torch.get_num_threads(),
             "provenance": provenance(),
             "decoding": bench_decoding(work, args.repeats),
             "throughput": bench_throughput(work, tiny_clips=args.tiny_clips, full_clips=args.full_clips,
                                            full_k=args.full_k, skip_full=args.skip_full),
             "notes": [],
+            "load_average_at_end": list(os.getloadavg()),
         }
     if not torch.cuda.is_available():
         report["notes"].append("No GPU was available to this run: CPU figures only.")
+    cpus = os.cpu_count() or 1
+    if max(report["load_average_at_start"][0], report["load_average_at_end"][0]) > cpus:
+        report["notes"].append(
+            f"The machine was shared: 1-min load average {report['load_average_at_start'][0]:.1f} at the start and "
+            f"{report['load_average_at_end'][0]:.1f} at the end on {cpus} CPUs, so absolute times are inflated; the "
+            "interleaved decoding ratios are the robust figures.")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "data_preprocess.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     (args.out / "data_preprocess.md").write_text(to_markdown(report))
