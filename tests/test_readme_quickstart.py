@@ -1,0 +1,42 @@
+"""The README's promise: its Quickstart holds exactly two commands, the install + main job and the test command,
+and the main job works (run here exactly as written, with its output folder moved into a temporary one)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def quickstart_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in re.findall(r"```bash\n(.*?)```", section, flags=re.S)]
+
+
+def test_quickstart_has_install_main_job_and_tests():
+    install_and_run, tests = quickstart_commands()
+    assert install_and_run.startswith('pip install -e ".[dev]" -c constraints.txt && vm bench run ')
+    assert tests == "python -m pytest -n 2 -q"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert 'pip install -e ".[dev]" -c constraints.txt' in ci and tests in ci
+
+
+def test_quickstart_main_job_runs(tmp_path):
+    main_job = quickstart_commands()[0].split("&&", 1)[1].strip()
+    argv = shlex.split(main_job)
+    out = argv.index("--out")
+    argv[out + 1] = str(tmp_path / "demo")
+    vm = Path(sys.executable).with_name("vm")
+    result = subprocess.run([str(vm)] + argv[1:], capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    produced = {p.name for p in (tmp_path / "demo").iterdir()}
+    assert {"samples.jsonl", "summary.json", "table.md", "table.csv", "table.tex", "report.html",
+            "run.json"} <= produced
+    run = json.loads((tmp_path / "demo" / "run.json").read_text())
+    assert run.get("random_weights") is True
