@@ -42,6 +42,19 @@ def test_sampled_frames_equal_full_decode(clip):
         np.testing.assert_array_equal(frame, full[i])
 
 
+def test_sampled_frames_exact_with_one_keyframe_and_b_frames(tmp_path):
+    # x264 defaults: one keyframe for the whole clip, B-frames (skipped while far from a wanted frame)
+    frames, _ = render_frames(90, 64, [SyntheticSubject(velocity=(0.015, 0.0))], seed=4, noise=1.0)
+    path = tmp_path / "long_gop.mp4"
+    write_video(path, frames, fps=25, pix_fmt="yuv420p", options={"bf": "3"})
+    full = read_video(path)
+    wanted = [2, 40, 41, 70, 89]
+    got = read_frames(path, wanted)
+    assert got.indices == wanted and not got.missing
+    for i, frame in zip(wanted, got.frames):
+        np.testing.assert_array_equal(frame, full[i])
+
+
 def test_frames_past_the_end_are_reported_missing(clip):
     got = read_frames(clip, [10, 200])
     assert got.indices == [10] and got.missing == [200]

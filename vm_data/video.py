@@ -3,7 +3,8 @@
 Decoding a whole clip to look at four frames wastes most of the time. :func:`read_frames` first reads the packet
 index (no decoding) to find the keyframes; for each wanted frame it seeks to the keyframe at or before it - unless
 the decoder already stands between that keyframe and the frame, where decoding on is never more work - decodes
-forward to it and converts only the wanted frames to RGB. The gain depends on the keyframe interval: with a
+forward to it (not decoding frames that no other frame references while still far from it) and converts only the
+wanted frames to RGB. The gain depends on the keyframe interval: with a
 keyframe every second or two (web video) it is large; with one keyframe per clip it is only the RGB conversion
 of the unwanted frames and the frames after the last wanted one (see benchmarks/results/data_preprocess.md).
 
@@ -118,6 +119,9 @@ class _PartialRead(Exception):
         self.partial = partial
 
 
+NONREF_MARGIN = 24  # frames before a wanted frame from which every frame is decoded again
+
+
 def _keyframes(container, stream) -> list[int]:
     """Timestamps (pts) of the keyframes, from one pass over the packets (no decoding; milliseconds per clip)."""
     return sorted({p.pts for p in container.demux(stream) if p.is_keyframe and p.pts is not None})
@@ -143,6 +147,21 @@ def _read_by_seeking(container, stream, wanted: list[int], fps: float, tb: float
     except Exception:  # noqa: BLE001 - an unreadable packet index: fall back to seeking blindly
         key_pts = []
     keyframes = [(index_of_pts(p), p) for p in key_pts]
+    context = stream.codec_context
+    skipping = [False]
+    # frame threading delays output by up to one frame per thread: keep the margin above that
+    margin = NONREF_MARGIN + max(int(context.thread_count or 0), os.cpu_count() or 1)
+
+    def skip_nonref(on: bool) -> None:
+        # Frames no other frame depends on (most B-frames) need not be decoded until we come close to a wanted
+        # frame; far enough ahead (``margin``) that decoder threads and frame reordering cannot reach it.
+        if on != skipping[0]:
+            try:
+                context.skip_frame = "NONREF" if on else "DEFAULT"
+                skipping[0] = on
+            except Exception:  # noqa: BLE001 - a codec without skip support decodes everything
+                pass
+
     try:
         while pending:
             target = pending[0]
@@ -156,12 +175,16 @@ def _read_by_seeking(container, stream, wanted: list[int], fps: float, tb: float
             if must_seek:
                 container.seek(seek_to, stream=stream, backward=True, any_frame=False)
                 frame_iter = container.decode(stream)
+                position = key - 1 if keyframes else position
+            skip_nonref(target - position > margin)
             reached = False
             for frame in frame_iter:
                 if frame.pts is None:
                     raise _NoTimestamps()
                 idx = index_of_pts(frame.pts)
                 position = idx
+                if skipping[0] and idx >= target - margin:
+                    skip_nonref(False)
                 if idx >= target:
                     # the wanted frame, or the first one after it when timestamps skip (variable frame rate)
                     while pending and pending[0] <= idx:
