@@ -206,3 +206,22 @@ def test_missing_weights_name_what_where_and_how(tmp_path, monkeypatch):
         load_highlighter("full", device="cpu", detector="synthetic-color", segmenter="some/repo/sam_vit_b.pth")
     with pytest.raises(ValueError, match="unknown preset"):
         load_highlighter("medium")
+
+
+def test_cli_without_weights_exits_2_and_says_how_to_get_them(tmp_path, monkeypatch, caplog):
+    import logging
+
+    import huggingface_hub.constants as hf_constants
+
+    from vm_data.preprocess import main
+    from vm_data.synthetic import make_synthetic_dataset
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    manifest = make_synthetic_dataset(tmp_path / "syn", num_clips=1)
+    with caplog.at_level(logging.ERROR):
+        code = main(["--input", str(manifest.parent / "videos"), "--output", str(tmp_path / "out"),
+                     "--num-workers", "0"])
+    assert code == 2
+    text = caplog.text
+    assert "IDEA-Research/grounding-dino-tiny" in text and "How to get it" in text
