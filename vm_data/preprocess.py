@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import shutil
 import sys
@@ -335,7 +336,7 @@ def merge(out: Path, specs: list[ClipSpec], *, world: int, random_weights: bool)
     statuses = Counter(r["status"] for r in rows)
     reasons = Counter(r["reason"] for r in rows if r["status"] == "rejected")
     errors = Counter((r.get("extra") or {}).get("error_kind", "error") for r in rows if r["status"] == "error")
-    stats = [__import__("json").loads(p.read_text()) for p in sorted((out / "shards").glob("stats-*.json"))]
+    stats = [json.loads(p.read_text()) for p in sorted((out / "shards").glob("stats-*.json"))]
     this_run = sum(s["processed"] for s in stats)
     seconds = max((s["seconds"] for s in stats), default=0.0)
     summary = {

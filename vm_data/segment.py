@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable, Protocol, Sequence, runtime_checkable
+from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
@@ -193,5 +193,3 @@ def load_sam_segmenter(source: str | None = None, *, device: str | torch.device 
     path = SAM.resolve(source)
     return SamSegmenter(load_sam(path, device=device), device=device, **kwargs)
 
-
-SegmenterFactory = Callable[..., Segmenter]

@@ -60,8 +60,10 @@ def read_frames(path: str | os.PathLike, indices: Sequence[int], *, seek_gap: in
 
     Returns them in the order asked. A file that ends early (truncated) yields the frames reached and lists the
     others in ``missing``; a file that yields none raises :class:`VideoReadError` naming the file.
-    ``seek_gap``: how many frames ahead of the current position a target must be to seek rather than decode
-    forward (default: one second of video, at least 8 frames). ``threads``: decoder threads (0 = library default).
+    ``seek_gap``: when the packets show no keyframes, how many frames ahead of the current position a target must
+    be to seek rather than decode forward (default: one second of video, at least 8 frames); it also bounds how far
+    past a wanted frame (variable frame rate) the next decoded frame may stand in for it (a quarter of it).
+    ``threads``: decoder threads (0 = library default).
     """
     path = Path(path)
     wanted = sorted(set(int(i) for i in indices))
@@ -87,6 +89,7 @@ def read_frames(path: str | os.PathLike, indices: Sequence[int], *, seek_gap: in
                 try:
                     got = _read_by_seeking(container, stream, wanted, fps, tb, start, gap)
                 except _NoTimestamps:
+                    stream.codec_context.skip_frame = "DEFAULT"
                     container.seek(0)
             if got is None:
                 got = _read_sequential(container, wanted)
