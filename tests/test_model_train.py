@@ -129,3 +129,21 @@ def test_loss_masks_dropped_references():
     assert terms.total.item() == pytest.approx(1.4)
     none_kept = masked_mse(pred_r, noise_r, torch.tensor([False, False]))
     assert none_kept.item() == 0.0
+
+
+def test_two_process_training_with_accelerate_launch(tmp_path):
+    """A real 2-process DDP run on CPU (gloo): both processes train, rank 0 writes one log and checkpoints."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "ddp"
+    accelerate = Path(sys.executable).with_name("accelerate")
+    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "vm_model.train"] + TINY + [
+           "--max-steps", "2", "--output-dir", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((out / "provenance.json").read_text())["num_processes"] == 2
+    assert [r["step"] for r in read_jsonl(out / "losses.jsonl")] == [1, 2]
+    assert latest_checkpoint(out).name == "step-00000002"

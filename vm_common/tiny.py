@@ -29,22 +29,27 @@ def tiny_root() -> Path:
 
 
 def tiny_component(name: str, build: Callable[[Path], None]) -> Path:
-    """Return the folder of tiny component ``name``, building it with ``build(folder)`` on first use."""
+    """Return the folder of tiny component ``name``, building it with ``build(folder)`` on first use.
+
+    A file lock serialises builders across processes (tests with xdist, `accelerate launch`); the build goes to a
+    temporary folder that is renamed into place, so a reader never sees half a component.
+    """
+    from filelock import FileLock
+
     target = tiny_root() / name
     if (target / ".complete").exists():
         return target
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=tiny_root()))
-    try:
-        logger.info("building tiny component '%s' (random weights) in %s", name, target)
-        build(tmp)
-        (tmp / ".complete").write_text("random weights, built offline for the tiny preset\n")
+    with FileLock(str(tiny_root() / f".{name}.lock")):
+        if (target / ".complete").exists():  # built by another process while we waited
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=tiny_root()))
         try:
+            logger.info("building tiny component '%s' (random weights) in %s", name, target)
+            build(tmp)
+            (tmp / ".complete").write_text("random weights, built offline for the tiny preset\n")
+            shutil.rmtree(target, ignore_errors=True)  # an incomplete leftover of a killed build
             os.replace(tmp, target)
-        except OSError:
-            if not (target / ".complete").exists():
-                shutil.rmtree(target, ignore_errors=True)
-                os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     return target

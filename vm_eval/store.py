@@ -61,9 +61,12 @@ def process_info() -> ProcessInfo:
     """This process's place among ``accelerate launch`` workers (a single process when not launched)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return ProcessInfo()
+    import torch
     from accelerate import PartialState
 
-    state = PartialState()
+    # without a GPU the processes of `accelerate launch --multi_gpu` must be told to use CPU (gloo), or each
+    # silently believes it runs alone
+    state = PartialState(cpu=not torch.cuda.is_available())
     return ProcessInfo(state.process_index, state.num_processes, state.wait_for_everyone)
 
 

@@ -258,16 +258,21 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) ->
     from vm_common.provenance import provenance
     from vm_common.tiny import tiny_root
 
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+    # without a GPU, `accelerate launch --multi_gpu` processes must be told to use CPU (gloo) explicitly, or
+    # each of them silently runs alone
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     run_dir = Path(cfg.output_dir)
     prepare_run_dir(run_dir, resume, overwrite, accelerator.is_main_process)
     accelerator.wait_for_everyone()
     set_seed(cfg.seed + accelerator.process_index)
     device = accelerator.device
 
-    sources = sources_for_preset(cfg.preset, cfg.sources() if cfg.preset == "full" else
-                                 ModelSources(videomaker_weights=cfg.init_weights))
-    comps = load_base_components(sources, dtype=torch.float32)
+    # the main process first: it builds the tiny preset's cache (transformers' save_pretrained writes nothing on
+    # ranks other than 0 once torch.distributed is up) and fills the hub cache; the others then only read
+    with accelerator.main_process_first():
+        sources = sources_for_preset(cfg.preset, cfg.sources() if cfg.preset == "full" else
+                                     ModelSources(videomaker_weights=cfg.init_weights))
+        comps = load_base_components(sources, dtype=torch.float32)
     vae, text_encoder, tokenizer, unet = comps["vae"], comps["text_encoder"], comps["tokenizer"], comps["unet"]
     install_pisa(unet, cfg.pisa_config())
     if sources.videomaker_weights:
@@ -315,7 +320,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) ->
 
     unet, optimizer = accelerator.prepare(unet, optimizer)
 
-    dataset = build_dataset(cfg, run_dir)
+    with accelerator.main_process_first():  # --data synthetic: the main process writes it, the others read it
+        dataset = build_dataset(cfg, run_dir)
     sampler = StepSampler(len(dataset), cfg.batch_size, cfg.seed, start_step, accelerator.process_index,
                           accelerator.num_processes)
     loader = torch.utils.data.DataLoader(_EpochKeyedDataset(dataset), batch_size=cfg.batch_size, sampler=sampler,

@@ -9,7 +9,8 @@ from .pisa import pisa_kwargs
 
 def max_frames(unet) -> int | None:
     """Most frames (generated + reference) the motion modules' positional encoding supports."""
-    return getattr(unet.config, "motion_max_seq_length", None)
+    model = getattr(unet, "module", unet)  # DistributedDataParallel keeps the model in .module
+    return getattr(model.config, "motion_max_seq_length", None)
 
 
 def check_frame_count(unet, num_frames: int, num_references: int) -> None:

@@ -1,0 +1,164 @@
+"""The toy domain: one textured subject moving across a plain grey background in a named direction.
+
+Each subject has a random colour pair (two saturated colours of different hue), a texture (horizontal stripes,
+vertical stripes or a checkerboard, with a random cell size), a random shape (disc, square, diamond) and size. It
+moves in a straight line, left / right / up / down, and the texture moves with it. The caption names only the
+direction ("a shape moving left"), never the appearance, so a model can only get the subject's look from the
+reference image: the subject alone on white, cropped and resized as subject-highlight preprocessing
+(``vm_data.reference.make_reference``) produces it.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+BACKGROUND = (128, 128, 128)  # the known plain background (0 in the model's [-1, 1] pixel space)
+DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
+TEXTURES = ("hstripes", "vstripes", "checker")
+SHAPES = ("disc", "square", "diamond")
+
+
+def caption_for(direction: str) -> str:
+    return f"a shape moving {direction}"
+
+
+@dataclass(frozen=True)
+class ToySubject:
+    """A subject and its motion. Pixel units; ``start`` is the centre in frame 0; ``speed`` pixels per frame."""
+
+    color1: tuple[int, int, int]
+    color2: tuple[int, int, int]
+    texture: str
+    cell: int
+    shape: str
+    radius: float
+    direction: str
+    speed: float
+    start: tuple[float, float]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def center(self, t: int) -> tuple[float, float]:
+        dx, dy = DIRECTIONS[self.direction]
+        return self.start[0] + dx * self.speed * t, self.start[1] + dy * self.speed * t
+
+    def mask(self, t: int, size: int) -> np.ndarray:
+        cx, cy = self.center(t)
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+        dx, dy = xx - cx, yy - cy
+        if self.shape == "square":
+            return (np.abs(dx) <= self.radius * 0.9) & (np.abs(dy) <= self.radius * 0.9)
+        if self.shape == "diamond":
+            return np.abs(dx) + np.abs(dy) <= self.radius * 1.25
+        return dx * dx + dy * dy <= self.radius * self.radius
+
+    def texture_map(self, t: int, size: int) -> np.ndarray:
+        """Which of the two colours each pixel would have (bool, True = colour 1); moves with the subject."""
+        cx, cy = self.center(t)
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+        u = np.floor((xx - cx) / self.cell).astype(int)
+        v = np.floor((yy - cy) / self.cell).astype(int)
+        if self.texture == "hstripes":
+            return v % 2 == 0
+        if self.texture == "vstripes":
+            return u % 2 == 0
+        return (u + v) % 2 == 0
+
+
+def _saturated(rng: np.random.Generator, hue: float) -> tuple[int, int, int]:
+    s, v = rng.uniform(0.6, 1.0), rng.uniform(0.6, 1.0)
+    r, g, b = colorsys.hsv_to_rgb(hue % 1.0, s, v)
+    return int(round(r * 255)), int(round(g * 255)), int(round(b * 255))
+
+
+def random_subject(rng: np.random.Generator, size: int = 64, num_frames: int = 8,
+                   direction: str | None = None) -> ToySubject:
+    """A random subject whose whole path stays inside the frame."""
+    hue = rng.uniform(0.0, 1.0)
+    color1 = _saturated(rng, hue)
+    color2 = _saturated(rng, hue + rng.uniform(0.25, 0.75))  # a clearly different second hue
+    radius = float(rng.uniform(0.14, 0.19) * size)
+    speed = float(rng.uniform(0.04, 0.055) * size)
+    direction = direction or str(rng.choice(list(DIRECTIONS)))
+    travel = speed * (num_frames - 1)
+    dx, dy = DIRECTIONS[direction]
+    margin = radius * 1.3 + 1
+    lo_x, hi_x = margin - min(dx, 0) * travel, size - margin - max(dx, 0) * travel
+    lo_y, hi_y = margin - min(dy, 0) * travel, size - margin - max(dy, 0) * travel
+    if hi_x < lo_x or hi_y < lo_y:
+        raise ValueError(f"frames of {size} px are too small for {num_frames} frames of motion")
+    start = (float(rng.uniform(lo_x, hi_x)), float(rng.uniform(lo_y, hi_y)))
+    return ToySubject(color1=color1, color2=color2, texture=str(rng.choice(TEXTURES)),
+                      cell=int(rng.integers(4, 7)), shape=str(rng.choice(SHAPES)), radius=radius,
+                      direction=direction, speed=speed, start=start)
+
+
+def render(subject: ToySubject, num_frames: int = 8, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(frames uint8 (T, H, W, 3), subject masks bool (T, H, W))."""
+    frames = np.empty((num_frames, size, size, 3), np.uint8)
+    masks = np.empty((num_frames, size, size), bool)
+    bg = np.asarray(BACKGROUND, np.uint8)
+    c1, c2 = np.asarray(subject.color1, np.uint8), np.asarray(subject.color2, np.uint8)
+    for t in range(num_frames):
+        m = subject.mask(t, size)
+        tex = np.where(subject.texture_map(t, size)[..., None], c1, c2)
+        frames[t] = np.where(m[..., None], tex, bg)
+        masks[t] = m
+    return frames, masks
+
+
+def reference_image(subject: ToySubject, num_frames: int = 8, size: int = 64) -> np.ndarray:
+    """The subject-highlight reference (uint8 (size, size, 3)): the subject of the middle frame alone on white,
+    cropped to its box with a margin and resized, exactly what ``make_reference`` makes of a perfect mask."""
+    from vm_data.reference import make_reference
+
+    frames, masks = render(subject, num_frames, size)
+    t = num_frames // 2
+    return np.asarray(make_reference(frames[t], masks[t], size=size))
+
+
+def reference_mask(reference: np.ndarray, threshold: int = 40) -> np.ndarray:
+    """Subject pixels of a white-background reference (anything clearly not white)."""
+    return (255 - reference.astype(np.int32)).max(axis=-1) > threshold
+
+
+def make_toy_dataset(out_dir: str | Path, num_clips: int, num_frames: int = 8, size: int = 64,
+                     seed: int = 0) -> Path:
+    """Write ``num_clips`` clips (mp4), their references (png) and a `vm train` manifest; returns the manifest.
+
+    Directions are balanced (clip i moves in direction i % 4)."""
+    from PIL import Image
+
+    from vm_common.io_utils import atomic_output, atomic_write_text, dumps_row
+    from vm_common.media import write_mp4
+    from vm_data.manifest import ManifestRow
+
+    out = Path(out_dir)
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    (out / "references").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    names = list(DIRECTIONS)
+    rows = []
+    for i in range(num_clips):
+        subject = random_subject(rng, size, num_frames, direction=names[i % len(names)])
+        frames, _ = render(subject, num_frames, size)
+        clip_id = f"toy_{i:05d}"
+        write_mp4(out / "videos" / f"{clip_id}.mp4", frames, fps=8.0)
+        with atomic_output(out / "references" / f"{clip_id}.png") as tmp:
+            Image.fromarray(reference_image(subject, num_frames, size)).save(tmp, format="PNG")
+        rows.append(ManifestRow(
+            clip_id=clip_id, video=f"videos/{clip_id}.mp4", caption=caption_for(subject.direction),
+            references=[f"references/{clip_id}.png"], class_word="shape", status="kept", num_frames=num_frames,
+            fps=8.0, width=size, height=size, extra={"toy_subject": subject.to_dict(), "seed": seed}))
+    manifest = out / "manifest.jsonl"
+    atomic_write_text(manifest, "".join(dumps_row(r.to_dict()) + "\n" for r in rows))
+    logger.info("wrote %d toy clips to %s", num_clips, out)
+    return manifest
