@@ -53,3 +53,18 @@ def tiny_component(name: str, build: Callable[[Path], None]) -> Path:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def save_transformers_model(model, folder: Path) -> None:
+    """Save a transformers model in its own format (``config.json`` + ``model.safetensors``) on any process.
+
+    ``PreTrainedModel.save_pretrained`` silently writes no weights on ranks other than 0 once torch.distributed
+    is initialised, and under `accelerate launch` whichever process takes the build lock first builds the tiny
+    components. ``from_pretrained`` reads these files exactly as it reads real checkpoints.
+    """
+    from safetensors.torch import save_model
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(folder)
+    save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from vm_common.tiny import tiny_component
+from vm_common.tiny import save_transformers_model, tiny_component
 
 TINY_DETECTOR_IMAGE_SIZE = 128
 SAM_TINY_FILENAME = "sam_vm_tiny.pth"
@@ -74,7 +74,7 @@ def save_random_full_grounding_dino(folder: Path, seed: int = 0) -> Path:
     from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection
 
     torch.manual_seed(seed)
-    GroundingDinoForObjectDetection(GroundingDinoConfig()).save_pretrained(folder)
+    save_transformers_model(GroundingDinoForObjectDetection(GroundingDinoConfig()), folder)
     grounding_dino_processor(folder, full_size_vocab(), None).save_pretrained(folder)
     shutil.rmtree(folder / "_vocab", ignore_errors=True)
     return folder
@@ -86,7 +86,7 @@ def _build_grounding_dino(folder: Path) -> None:
     from transformers import GroundingDinoForObjectDetection
 
     torch.manual_seed(0)
-    GroundingDinoForObjectDetection(tiny_grounding_dino_config(len(_TINY_WORDS))).save_pretrained(folder)
+    save_transformers_model(GroundingDinoForObjectDetection(tiny_grounding_dino_config(len(_TINY_WORDS))), folder)
     processor = grounding_dino_processor(folder, _TINY_WORDS, TINY_DETECTOR_IMAGE_SIZE)
     processor.save_pretrained(folder)
     shutil.rmtree(folder / "_vocab", ignore_errors=True)

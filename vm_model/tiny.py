@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from vm_common.tiny import tiny_component
+from vm_common.tiny import save_transformers_model, tiny_component
 
 TINY_RESOLUTION = 64  # pixels; the tiny VAE downsamples by 8 like the real one
 TINY_TEXT_DIM = 32
@@ -68,10 +68,10 @@ def _build_base(folder: Path) -> None:
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
     ).save_pretrained(folder / "vae")
     torch.manual_seed(0)
-    CLIPTextModel(CLIPTextConfig(
+    save_transformers_model(CLIPTextModel(CLIPTextConfig(
         vocab_size=49408, hidden_size=TINY_TEXT_DIM, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
         max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
-    )).save_pretrained(folder / "text_encoder")
+    )), folder / "text_encoder")
     _write_clip_tokenizer(folder / "tokenizer")
     DDIMScheduler(**DDIM_CONFIG).save_pretrained(folder / "scheduler")
 
