@@ -99,3 +99,11 @@ def test_generate_with_a_trained_checkpoint(tmp_path, astronaut, caplog):
     sidecar = json.loads((tmp_path / "o" / "000-x-s42.json").read_text())
     assert sidecar["sources"]["videomaker_weights"] == str(run)
     assert sidecar["weights_report"]["loaded"] > 0 and sidecar["weights_report"]["unexpected"] == []
+
+
+def test_highlight_option_records_what_happened(tmp_path, astronaut):
+    assert main(FAST + ["--highlight", "head", "--image", str(astronaut), "--prompt", "x",
+                        "--out", str(tmp_path / "o")]) == 0
+    note = json.loads((tmp_path / "o" / "000-x-s42.json").read_text())["highlight"][0]
+    assert note["image"] == str(astronaut)
+    assert note["highlight"] == "ok" or note["reason"]  # random tiny detector: either a box or a stated reason

@@ -115,3 +115,21 @@ def test_unreadable_image(pipe, tmp_path):
     broken.write_bytes(b"not a png at all")
     with pytest.raises(ValueError, match="broken.png"):
         _run(pipe, prompt="x", reference_image=broken)
+
+
+def test_built_from_a_2d_unet_and_motion_adapter(pipe):
+    """Constructed like AnimateDiffPipeline: a UNet2DConditionModel plus a MotionAdapter become a UNetMotionModel
+    with PISA installed."""
+    from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
+
+    from vm_model.pisa import PISAAttnProcessor
+    from vm_model.tiny import tiny_motion_adapter_config, tiny_unet_config
+
+    vm = VideoMakerPipeline(vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+                            unet=UNet2DConditionModel(**tiny_unet_config()),
+                            motion_adapter=MotionAdapter(**tiny_motion_adapter_config()))
+    assert isinstance(vm.unet, UNetMotionModel)
+    assert sum(isinstance(p, PISAAttnProcessor) for p in vm.unet.attn_processors.values()) == 4
+    assert vm.scheduler.config.timestep_spacing == "linspace" and vm.scheduler.config.steps_offset == 1
+    frames = vm(prompt="x", reference_image=_ref_image(), generator=torch.Generator().manual_seed(0), **CALL).frames
+    assert frames.shape == (1, 3, 64, 64, 3)
