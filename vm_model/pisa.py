@@ -82,11 +82,13 @@ def _attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale
 
 
 class _StockAttention:
-    """The stock computation (diffusers' ``AttnProcessor2_0``), used where PISA does not apply."""
+    """Base of the PISA processors: their config, and the stock computation (diffusers' ``AttnProcessor2_0``)
+    used where PISA does not apply."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: PISAConfig = PISAConfig()) -> None:
         from diffusers.models.attention_processor import AttnProcessor2_0
 
+        self.config = config
         self._stock = AttnProcessor2_0()
 
     def stock(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None):
@@ -105,10 +107,6 @@ def _frame_layout(hidden_states: torch.Tensor, num_frames: int | None, num_refer
 
 class PISAAttnProcessor(_StockAttention):
     """Spatial self-attention (``attn1``) with reference injection."""
-
-    def __init__(self, config: PISAConfig = PISAConfig()) -> None:
-        super().__init__()
-        self.config = config
 
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
@@ -197,10 +195,6 @@ class ReferenceCrossAttnProcessor(_StockAttention):
     output is zero, so the block's residual passes them through unchanged); the generated frames are computed as
     stock. It declares the PISA call arguments because diffusers hands the same kwargs to attn1 and attn2.
     """
-
-    def __init__(self, config: PISAConfig = PISAConfig()) -> None:
-        super().__init__()
-        self.config = config
 
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
