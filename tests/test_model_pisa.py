@@ -204,3 +204,26 @@ def test_missing_frame_count_is_a_clear_error(unet):
                  cross_attention_kwargs={"vm_num_references": 1})
     finally:
         uninstall_pisa(unet)
+
+
+@pytest.mark.parametrize("mode", ["concat", "lse"])
+def test_pisa_calls_sdpa_with_4d_tensors(unet, monkeypatch, mode):
+    """The fused SDPA kernels take 4-D input only; 5-D input silently falls back to the unfused math path."""
+    import vm_model.pisa as pisa
+
+    shapes = []
+    real = pisa.F.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        shapes.append(q.ndim)
+        return real(q, k, v, **kw)
+
+    monkeypatch.setattr(pisa.F, "scaled_dot_product_attention", spy)
+    video, ref, text = unet_inputs()
+    install_pisa(unet, PISAConfig(mode=mode))
+    try:
+        with torch.no_grad():
+            unet_with_reference(unet, video, ref, 500, text)
+    finally:
+        uninstall_pisa(unet)
+    assert shapes and set(shapes) == {4}
