@@ -227,3 +227,17 @@ def test_pisa_calls_sdpa_with_4d_tensors(unet, monkeypatch, mode):
     finally:
         uninstall_pisa(unet)
     assert shapes and set(shapes) == {4}
+
+
+def test_attention_with_lse_fused_equals_unfused():
+    from vm_model.pisa import _attention_with_lse, _attention_with_lse_unfused
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(6, 10, 8, generator=g) for _ in range(3))
+    out, lse = _attention_with_lse(q, k, v, 0.35)
+    ref_out, ref_lse = _attention_with_lse_unfused(q, k, v, 0.35, max_score_bytes=1)  # chunked one group at a time
+    expected = torch.softmax(q @ k.transpose(1, 2) * 0.35, -1) @ v
+    torch.testing.assert_close(ref_out, expected, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(lse, ref_lse, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ref_lse, torch.logsumexp(q @ k.transpose(1, 2) * 0.35, -1), atol=1e-6, rtol=1e-6)

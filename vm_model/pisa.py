@@ -62,7 +62,7 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
 def _sdpa_frames(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
     """SDPA over (B, F, heads, L, d) tensors with (B, F) flattened into the batch dimension: the fused
     flash / memory-efficient kernels accept 4-D input only, and 5-D input silently takes the unfused math path
-    (measured 6.4x slower for SD1.5's largest layer on CPU, benchmarks/results/model_pisa_cost_*)."""
+    (7.4x slower for SD1.5's largest PISA layer on CPU, benchmarks/results/model_pisa_cost_*)."""
     b, f = q.shape[:2]
     out = F.scaled_dot_product_attention(q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), scale=scale)
     return out.unflatten(0, (b, f))
@@ -72,19 +72,32 @@ def _attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale
                         max_score_bytes: int = 256 * 2**20) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax attention that also returns the log-sum-exp of each query's scores (float32).
 
-    q: (G, Lq, d), k/v: (G, Lk, d). Computed in chunks over G so that the score matrix stays under
-    ``max_score_bytes``.
+    q: (G, Lq, d), k/v: (G, Lk, d). On CPU this uses PyTorch's fused flash-attention kernel, which returns the
+    log-sum-exp (a private aten op, so it is guarded); elsewhere, or if that op is unavailable, an unfused
+    computation in chunks over G that keeps the score matrix under ``max_score_bytes``.
     """
+    if q.device.type == "cpu" and q.dtype in (torch.float32, torch.bfloat16):
+        fused = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+        if fused is not None:
+            try:
+                out, lse = fused(q[:, None], k[:, None], v[:, None], scale=scale)[:2]
+                return out[:, 0], lse[:, 0].float()
+            except (RuntimeError, TypeError) as exc:  # pragma: no cover - depends on the torch build
+                logger.debug("fused CPU attention with log-sum-exp unavailable (%s); using the unfused path", exc)
+    return _attention_with_lse_unfused(q, k, v, scale, max_score_bytes)
+
+
+def _attention_with_lse_unfused(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+                                max_score_bytes: int = 256 * 2**20) -> tuple[torch.Tensor, torch.Tensor]:
     g, lq, _ = q.shape
     lk = k.shape[1]
-    per_group = lq * lk * 4
-    step = max(1, max_score_bytes // max(per_group, 1))
+    step = max(1, max_score_bytes // max(lq * lk * 4, 1))
     outs, lses = [], []
     for start in range(0, g, step):
         sl = slice(start, start + step)
-        scores = torch.bmm(q[sl].float(), k[sl].float().transpose(1, 2)) * scale
+        scores = torch.bmm(q[sl].float() * scale, k[sl].float().transpose(1, 2))
         lse = torch.logsumexp(scores, dim=-1)
-        probs = torch.exp(scores - lse[..., None])
+        probs = scores.sub_(lse[..., None]).exp_()
         outs.append(torch.bmm(probs, v[sl].float()).to(q.dtype))
         lses.append(lse)
     return torch.cat(outs), torch.cat(lses)
