@@ -2,13 +2,14 @@
 small VAE trained on the toy domain, saved in diffusers' layout so that `vm train` and ``load_pipeline`` read it
 through exactly the code they use for Stable Diffusion 1.5 + AnimateDiff.
 
-The VAE differs from the tiny preset's: 3 levels (downsampling x4), so that 64x64 frames give 16x16 latents, and it
-is trained (reconstruction MSE + a small KL term) because a random decoder cannot carry appearance. Its
+The VAE differs from the tiny preset's: 3 levels (downsampling x4, so that 32x32 frames give 8x8 latents and each
+latent pixel carries a 4x4 patch, the compression of SD's VAE at 8x8), and it is trained (reconstruction MSE + a small KL term) because a random decoder cannot carry appearance. Its
 ``scaling_factor`` is set to 1 / std of the domain's latents, as Stable Diffusion's 0.18215 was.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -19,12 +20,15 @@ import torch
 logger = logging.getLogger(__name__)
 
 TEXT_DIM = 32
+LATENT_CHANNELS = 4
 
 
-def toy_unet_config(latent_size: int = 16) -> dict:
+def toy_unet_config(latent_size: int = 8) -> dict:
+    """The tiny preset's UNet with one attention head per layer (on CPU, several tiny heads cost more than they
+    bring)."""
     return dict(
-        sample_size=latent_size, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-        cross_attention_dim=TEXT_DIM, norm_num_groups=8, attention_head_dim=4,
+        sample_size=latent_size, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS, block_out_channels=(32, 64), layers_per_block=1,
+        cross_attention_dim=TEXT_DIM, norm_num_groups=8, attention_head_dim=1,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
     )
 
@@ -34,20 +38,25 @@ def toy_motion_adapter_config() -> dict:
                 motion_num_attention_heads=4, motion_max_seq_length=32)
 
 
-def toy_vae(size: int = 64):
+def toy_vae(size: int = 32):
     """3 levels (x4 downsampling), small channels and no mid-block attention: it is run on every training step
     (`vm train` encodes each clip), so its cost matters as much as the UNet's on CPU."""
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 16, 32), layers_per_block=1,
+        in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS, block_out_channels=(16, 16, 32), layers_per_block=1,
         norm_num_groups=8, sample_size=size, mid_block_add_attention=False,
         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
     )
 
 
-def build_toy_base(folder: str | Path, seed: int = 0, size: int = 64) -> Path:
-    """Write unet/ vae/ (untrained) text_encoder/ tokenizer/ scheduler/ into ``folder``."""
+def build_toy_base(folder: str | Path, seed: int = 0, size: int = 32, max_tokens: int = 8, text_layers: int = 2,
+                   token_embedding_scale: float = 1.0) -> Path:
+    """Write unet/ vae/ (untrained) text_encoder/ tokenizer/ scheduler/ into ``folder``.
+
+    The tokenizer is the full CLIP BPE tokenizer with ``model_max_length = max_tokens``: the toy captions are five
+    words, and with 77 positions the frozen random text encoder's embeddings of "moving left" and "moving right"
+    differ by about 10% (relative L2), with 8 by about 18%, which the UNet picks up faster."""
     from diffusers import DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -60,11 +69,18 @@ def build_toy_base(folder: str | Path, seed: int = 0, size: int = 64) -> Path:
     torch.manual_seed(seed)
     toy_vae(size).save_pretrained(folder / "vae")
     torch.manual_seed(seed)
-    CLIPTextModel(CLIPTextConfig(
-        vocab_size=49408, hidden_size=TEXT_DIM, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
-    )).save_pretrained(folder / "text_encoder")
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=49408, hidden_size=TEXT_DIM, intermediate_size=64, num_hidden_layers=text_layers,
+        num_attention_heads=4, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+    ))
+    with torch.no_grad():  # >1: word identity dominates the position embedding, so one-word differences stand out
+        text_encoder.embeddings.token_embedding.weight.mul_(token_embedding_scale)
+    text_encoder.save_pretrained(folder / "text_encoder")
     _write_clip_tokenizer(folder / "tokenizer")
+    config_path = folder / "tokenizer" / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["model_max_length"] = int(max_tokens)
+    config_path.write_text(json.dumps(config))
     DDIMScheduler(**DDIM_CONFIG).save_pretrained(folder / "scheduler")
     return folder
 
@@ -78,7 +94,8 @@ def build_toy_motion_adapter(folder: str | Path, seed: int = 0) -> Path:
 
 
 def train_toy_vae(vae_dir: str | Path, images: np.ndarray, steps: int, batch_size: int = 32, lr: float = 2e-3,
-                  kl_weight: float = 1e-6, seed: int = 0) -> dict:
+                  kl_weight: float = 1e-6, subject_weight: float = 0.0, logvar_init: float = -8.0,
+                  seed: int = 0) -> dict:
     """Train the VAE in ``vae_dir`` on ``images`` (N, H, W, 3) uint8 and save it back with its scaling factor.
 
     Loss: pixel MSE of the reconstruction from a posterior sample + ``kl_weight`` x KL. Returns a summary
@@ -89,8 +106,14 @@ def train_toy_vae(vae_dir: str | Path, images: np.ndarray, steps: int, batch_siz
     vae_dir = Path(vae_dir)
     torch.manual_seed(seed)
     vae = AutoencoderKL.from_pretrained(vae_dir).train()
+    with torch.no_grad():  # start from a narrow posterior (std exp(logvar_init / 2)): reconstruction learns at once
+        latent = vae.config.latent_channels
+        vae.quant_conv.bias[latent:] = logvar_init
     data = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
     g = torch.Generator().manual_seed(seed)
+    from .domain import BACKGROUND
+
+    bg = torch.tensor(BACKGROUND, dtype=torch.float32).view(1, 3, 1, 1) / 127.5 - 1.0
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, steps), pct_start=0.1)
     t0 = time.perf_counter()
@@ -101,27 +124,37 @@ def train_toy_vae(vae_dir: str | Path, images: np.ndarray, steps: int, batch_siz
         post = vae.encode(x).latent_dist
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
         rec = vae.decode(z).sample
-        mse = torch.nn.functional.mse_loss(rec, x)
+        err = (rec - x).pow(2)
+        mse = err.mean()
+        if subject_weight:  # extra weight on pixels that are neither the grey background nor the white one
+            subject = ((x - bg).abs().amax(1, keepdim=True) > 0.1) & ((x - 1).abs().amax(1, keepdim=True) > 0.1)
+            mse_w = (err * (1 + subject_weight * subject)).mean()
+        else:
+            mse_w = mse
         kl = post.kl().mean() / x[0].numel()
-        loss = mse + kl_weight * kl
+        loss = mse_w + kl_weight * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(mse))
+        losses.append(float(mse.detach()))
     vae.eval()
     with torch.no_grad():
         probe = data[torch.randperm(len(data), generator=g)[:256]]
         mean = torch.cat([vae.encode(probe[i:i + 64]).latent_dist.mean for i in range(0, len(probe), 64)])
         rec = torch.cat([vae.decode(mean[i:i + 64]).sample for i in range(0, len(mean), 64)])
-        mae = float((rec.clamp(-1, 1) - probe).abs().mean() * 127.5)
+        diff = (rec.clamp(-1, 1) - probe).abs()
+        mae = float(diff.mean() * 127.5)
+        subject = ((probe - bg).abs().amax(1) > 0.1) & ((probe - 1).abs().amax(1) > 0.1)
+        subject_mae = float(diff.mean(1)[subject].mean() * 127.5)
         scaling = float(1.0 / mean.std())
     vae.register_to_config(scaling_factor=scaling)
     vae.save_pretrained(vae_dir)
     summary = {"steps": steps, "batch_size": batch_size, "lr": lr, "kl_weight": kl_weight,
                "final_mse": float(np.mean(losses[-20:])) if losses else None, "reconstruction_mae_255": mae,
+               "subject_reconstruction_mae_255": subject_mae,
                "scaling_factor": scaling, "seconds": time.perf_counter() - t0,
                "loss_curve": [float(np.mean(losses[i:i + 20])) for i in range(0, len(losses), 20)]}
-    logger.info("toy VAE: %d steps, reconstruction MAE %.2f/255, scaling factor %.3f (%.0f s)", steps, mae, scaling,
-                summary["seconds"])
+    logger.info("toy VAE: %d steps, reconstruction MAE %.2f/255 (subject pixels %.2f), scaling factor %.3f (%.0f s)",
+                steps, mae, subject_mae, scaling, summary["seconds"])
     return summary

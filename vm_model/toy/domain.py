@@ -55,9 +55,9 @@ class ToySubject:
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
         dx, dy = xx - cx, yy - cy
         if self.shape == "square":
-            return (np.abs(dx) <= self.radius * 0.9) & (np.abs(dy) <= self.radius * 0.9)
+            return (np.abs(dx) <= self.radius * 0.85) & (np.abs(dy) <= self.radius * 0.85)
         if self.shape == "diamond":
-            return np.abs(dx) + np.abs(dy) <= self.radius * 1.25
+            return np.abs(dx) + np.abs(dy) <= self.radius * 1.2
         return dx * dx + dy * dy <= self.radius * self.radius
 
     def texture_map(self, t: int, size: int) -> np.ndarray:
@@ -79,29 +79,46 @@ def _saturated(rng: np.random.Generator, hue: float) -> tuple[int, int, int]:
     return int(round(r * 255)), int(round(g * 255)), int(round(b * 255))
 
 
-def random_subject(rng: np.random.Generator, size: int = 64, num_frames: int = 8,
-                   direction: str | None = None) -> ToySubject:
+@dataclass(frozen=True)
+class SubjectRanges:
+    """Ranges subjects are drawn from, as fractions of the frame side."""
+
+    radius: tuple[float, float] = (0.2, 0.25)
+    cell: tuple[float, float] = (0.2, 0.25)  # texture cell: about the radius = halves / quadrants of the subject
+    travel: tuple[float, float] = (0.28, 0.34)  # distance covered over the clip (clipped to what fits)
+    jitter: float = 1.0  # start position: 0 = the centre of the path's allowed range, 1 = anywhere in it
+
+
+_EXTENT = {"disc": 1.0, "square": 0.85, "diamond": 1.2}  # half-width of each shape, in radii
+
+
+def random_subject(rng: np.random.Generator, size: int = 32, num_frames: int = 8, direction: str | None = None,
+                   ranges: SubjectRanges = SubjectRanges()) -> ToySubject:
     """A random subject whose whole path stays inside the frame."""
     hue = rng.uniform(0.0, 1.0)
     color1 = _saturated(rng, hue)
     color2 = _saturated(rng, hue + rng.uniform(0.25, 0.75))  # a clearly different second hue
-    radius = float(rng.uniform(0.14, 0.19) * size)
-    speed = float(rng.uniform(0.04, 0.055) * size)
+    shape = str(rng.choice(SHAPES))
+    texture = str(rng.choice(TEXTURES))
+    radius = float(rng.uniform(*ranges.radius) * size)
+    cell = max(2, int(round(rng.uniform(*ranges.cell) * size)))
     direction = direction or str(rng.choice(list(DIRECTIONS)))
-    travel = speed * (num_frames - 1)
+    margin = radius * _EXTENT[shape] + 1.0
+    travel = min(float(rng.uniform(*ranges.travel) * size), size - 2 * margin)
+    if travel < 0.15 * size:
+        raise ValueError(f"frames of {size} px are too small for a subject of radius {radius:.1f} px to move")
+    speed = travel / max(1, num_frames - 1)
     dx, dy = DIRECTIONS[direction]
-    margin = radius * 1.3 + 1
     lo_x, hi_x = margin - min(dx, 0) * travel, size - margin - max(dx, 0) * travel
     lo_y, hi_y = margin - min(dy, 0) * travel, size - margin - max(dy, 0) * travel
-    if hi_x < lo_x or hi_y < lo_y:
-        raise ValueError(f"frames of {size} px are too small for {num_frames} frames of motion")
-    start = (float(rng.uniform(lo_x, hi_x)), float(rng.uniform(lo_y, hi_y)))
-    return ToySubject(color1=color1, color2=color2, texture=str(rng.choice(TEXTURES)),
-                      cell=int(rng.integers(4, 7)), shape=str(rng.choice(SHAPES)), radius=radius,
+    mid_x, mid_y, j = (lo_x + hi_x) / 2, (lo_y + hi_y) / 2, ranges.jitter / 2
+    start = (float(rng.uniform(mid_x - j * (hi_x - lo_x), mid_x + j * (hi_x - lo_x))),
+             float(rng.uniform(mid_y - j * (hi_y - lo_y), mid_y + j * (hi_y - lo_y))))
+    return ToySubject(color1=color1, color2=color2, texture=texture, cell=cell, shape=shape, radius=radius,
                       direction=direction, speed=speed, start=start)
 
 
-def render(subject: ToySubject, num_frames: int = 8, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def render(subject: ToySubject, num_frames: int = 8, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """(frames uint8 (T, H, W, 3), subject masks bool (T, H, W))."""
     frames = np.empty((num_frames, size, size, 3), np.uint8)
     masks = np.empty((num_frames, size, size), bool)
@@ -115,7 +132,7 @@ def render(subject: ToySubject, num_frames: int = 8, size: int = 64) -> tuple[np
     return frames, masks
 
 
-def reference_image(subject: ToySubject, num_frames: int = 8, size: int = 64) -> np.ndarray:
+def reference_image(subject: ToySubject, num_frames: int = 8, size: int = 32) -> np.ndarray:
     """The subject-highlight reference (uint8 (size, size, 3)): the subject of the middle frame alone on white,
     cropped to its box with a margin and resized, exactly what ``make_reference`` makes of a perfect mask."""
     from vm_data.reference import make_reference
@@ -130,15 +147,20 @@ def reference_mask(reference: np.ndarray, threshold: int = 40) -> np.ndarray:
     return (255 - reference.astype(np.int32)).max(axis=-1) > threshold
 
 
-def make_toy_dataset(out_dir: str | Path, num_clips: int, num_frames: int = 8, size: int = 64,
-                     seed: int = 0) -> Path:
-    """Write ``num_clips`` clips (mp4), their references (png) and a `vm train` manifest; returns the manifest.
+def subject_from_dict(data: dict) -> ToySubject:
+    """Inverse of :meth:`ToySubject.to_dict` (JSON turns tuples into lists)."""
+    return ToySubject(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def make_toy_dataset(out_dir: str | Path, num_clips: int, num_frames: int = 8, size: int = 32,
+                     seed: int = 0, ranges: SubjectRanges = SubjectRanges()) -> Path:
+    """Write ``num_clips`` clips (GIF), their references (PNG) and a `vm train` manifest; returns the manifest.
 
     Directions are balanced (clip i moves in direction i % 4)."""
     from PIL import Image
 
     from vm_common.io_utils import atomic_output, atomic_write_text, dumps_row
-    from vm_common.media import write_mp4
+    from vm_common.media import write_gif
     from vm_data.manifest import ManifestRow
 
     out = Path(out_dir)
@@ -148,14 +170,16 @@ def make_toy_dataset(out_dir: str | Path, num_clips: int, num_frames: int = 8, s
     names = list(DIRECTIONS)
     rows = []
     for i in range(num_clips):
-        subject = random_subject(rng, size, num_frames, direction=names[i % len(names)])
+        subject = random_subject(rng, size, num_frames, direction=names[i % len(names)], ranges=ranges)
         frames, _ = render(subject, num_frames, size)
         clip_id = f"toy_{i:05d}"
-        write_mp4(out / "videos" / f"{clip_id}.mp4", frames, fps=8.0)
+        # GIF, not mp4: H.264's 4:2:0 chroma subsampling washes out 3-4 px colour textures at 32x32; GIF is
+        # lossless for these few-colour frames and reads through the same PyAV path (vm_data.video.read_frames)
+        write_gif(out / "videos" / f"{clip_id}.gif", frames, fps=8.0)
         with atomic_output(out / "references" / f"{clip_id}.png") as tmp:
             Image.fromarray(reference_image(subject, num_frames, size)).save(tmp, format="PNG")
         rows.append(ManifestRow(
-            clip_id=clip_id, video=f"videos/{clip_id}.mp4", caption=caption_for(subject.direction),
+            clip_id=clip_id, video=f"videos/{clip_id}.gif", caption=caption_for(subject.direction),
             references=[f"references/{clip_id}.png"], class_word="shape", status="kept", num_frames=num_frames,
             fps=8.0, width=size, height=size, extra={"toy_subject": subject.to_dict(), "seed": seed}))
     manifest = out / "manifest.jsonl"
