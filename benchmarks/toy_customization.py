@@ -65,6 +65,10 @@ class ToyConfig:
                                                                                "fraction of the frame"})
     jitter: float = field(default=0.2, metadata={"help": "start position spread: 0 = the middle of where the path "
                                                          "fits, 1 = anywhere it fits"})
+    prediction_type: str = field(default="v_prediction", metadata={
+        "help": "what the toy base predicts (see docs/toy_customization.md)", "choices": ["epsilon", "v_prediction"]})
+    lanes: bool = field(default=False, metadata={"help": "each direction keeps to its own lane along one side of the "
+                                                         "frame (vm_model.toy.domain.LANES)"})
     max_tokens: int = field(default=8, metadata={"help": "tokenizer model_max_length of the toy base (captions are "
                                                          "five words)"})
     text_layers: int = field(default=1, metadata={"help": "layers of the toy (random, frozen) CLIP text encoder"})
@@ -139,7 +143,8 @@ class Clock:
 def subject_ranges(cfg: ToyConfig):
     from vm_model.toy.domain import SubjectRanges
 
-    return SubjectRanges(radius=tuple(cfg.radius), cell=tuple(cfg.cell), travel=tuple(cfg.travel), jitter=cfg.jitter)
+    return SubjectRanges(radius=tuple(cfg.radius), cell=tuple(cfg.cell), travel=tuple(cfg.travel), jitter=cfg.jitter,
+                          lanes=cfg.lanes)
 
 
 def eval_subjects(cfg: ToyConfig) -> list:
@@ -288,7 +293,7 @@ def heldout_denoising_mse(pipe, subjects: list, references: list[np.ndarray], cf
     with an all-zero reference, same noise: a reference-using model has a lower loss with the reference. Does not
     depend on sampling, so it shows whether the mechanism is learned even when samples are poor."""
     from vm_model.pipeline import encode_reference_images
-    from vm_model.scheduler import training_scheduler
+    from vm_model.scheduler import training_scheduler, training_target
     from vm_model.toy.domain import caption_for, render
     from vm_model.unet_call import unet_with_reference
 
@@ -301,7 +306,7 @@ def heldout_denoising_mse(pipe, subjects: list, references: list[np.ndarray], cf
     ids = pipe.tokenizer([caption_for(s.direction) for s in subjects], padding="max_length",
                          max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
     text = pipe.text_encoder(ids)[0]
-    scheduler = training_scheduler()
+    scheduler = training_scheduler(pipe.scheduler.config.prediction_type)
     g = torch.Generator().manual_seed(cfg.seed + 777)
     out = {"timesteps": list(timesteps), "reference": [], "zero_reference": []}
     for t in timesteps:
@@ -310,7 +315,7 @@ def heldout_denoising_mse(pipe, subjects: list, references: list[np.ndarray], cf
         noisy = scheduler.add_noise(latents, noise, tt)
         for key, ref in (("reference", ref_latents), ("zero_reference", torch.zeros_like(ref_latents))):
             pred, _ = unet_with_reference(pipe.unet, noisy, ref, tt, text)
-            out[key].append(float((pred - noise).pow(2).mean()))
+            out[key].append(float((pred - training_target(scheduler, latents, noise, tt)).pow(2).mean()))
     out["ratio"] = float(np.mean(out["reference"]) / np.mean(out["zero_reference"]))
     return out
 
@@ -417,7 +422,8 @@ def run(cfg: ToyConfig, out: Path, variants: list[str], quick: bool = False) -> 
 
     with clock.stage("vae"):
         build_toy_base(work / "base", seed=cfg.seed, size=cfg.size, max_tokens=cfg.max_tokens,
-                       text_layers=cfg.text_layers, token_embedding_scale=cfg.token_embedding_scale)
+                       text_layers=cfg.text_layers, token_embedding_scale=cfg.token_embedding_scale,
+                       prediction_type=cfg.prediction_type)
         build_toy_motion_adapter(work / "motion_adapter", seed=cfg.seed)
         result["vae"] = train_toy_vae(work / "base" / "vae", vae_images(cfg, train_subjects), cfg.vae_steps,
                                       cfg.vae_batch, cfg.vae_lr, kl_weight=cfg.vae_kl_weight,

@@ -119,6 +119,62 @@ def test_girl_noise_is_the_papers_formula():
     assert (1 - sched.alphas_cumprod[0]).sqrt().item() == pytest.approx(0.029, abs=1e-3)
 
 
+def test_training_targets_follow_the_prediction_type():
+    from vm_model.scheduler import training_target
+
+    x, eps, t = torch.randn(3, 4, 2, 2, 2), torch.randn(3, 4, 2, 2, 2), torch.tensor([0, 500, 999])
+    assert training_target(training_scheduler("epsilon"), x, eps, t) is eps
+    v_sched = training_scheduler("v_prediction")
+    acp = v_sched.alphas_cumprod[t].view(-1, 1, 1, 1, 1)
+    torch.testing.assert_close(training_target(v_sched, x, eps, t), acp.sqrt() * eps - (1 - acp).sqrt() * x)
+    with pytest.raises(ValueError, match="sample"):
+        training_scheduler("sample")
+
+
+def test_base_prediction_type_is_read_from_the_scheduler_config(tmp_path):
+    from vm_model.components import base_model_prediction_type
+    from vm_model.scheduler import base_prediction_type, inference_scheduler
+
+    assert base_prediction_type(None) == "epsilon"
+    assert base_prediction_type(tmp_path) == "epsilon"  # no config: SD 1.x folders, the official release
+    inference_scheduler("v_prediction").save_pretrained(tmp_path / "base" / "scheduler")
+    assert base_model_prediction_type(str(tmp_path / "base")) == "v_prediction"
+    assert base_model_prediction_type(str(tmp_path)) == "epsilon"
+    (tmp_path / "base" / "scheduler" / "scheduler_config.json").write_text('{"prediction_type": "sample"}')
+    with pytest.raises(ValueError, match="not supported"):
+        base_model_prediction_type(str(tmp_path / "base"))
+
+
+def test_v_prediction_training_uses_velocity_targets(tmp_path, monkeypatch):
+    """--prediction-type v_prediction: the video target is the velocity at t and the GIRL target the reference's
+    velocity at t' = round(alpha t), not the noises."""
+    seen, calls = [], []
+    real_loss = train_module.videomaker_loss
+    real_step = train_module.training_step
+
+    def spy_loss(pred_video, target_video, pred_ref, target_ref, *args, **kwargs):
+        seen.append((target_video.detach().clone(), target_ref.detach().clone()))
+        return real_loss(pred_video, target_video, pred_ref, target_ref, *args, **kwargs)
+
+    def spy_target(scheduler, clean, noise, timesteps):
+        out = scheduler.get_velocity(clean, noise, timesteps)
+        acp = scheduler.alphas_cumprod[timesteps.cpu()].view(-1, *[1] * (clean.dim() - 1))
+        torch.testing.assert_close(out, acp.sqrt() * noise - (1 - acp).sqrt() * clean)
+        assert not torch.allclose(out, noise)
+        calls.append(timesteps.clone())
+        return out
+
+    monkeypatch.setattr(train_module, "videomaker_loss", spy_loss)
+    monkeypatch.setattr(train_module, "training_target", spy_target)
+    out = tmp_path / "run"
+    assert main(TINY + ["--max-steps", "1", "--output-dir", str(out), "--prediction-type", "v_prediction"]) == 0
+    assert len(seen) == 1 and real_step is train_module.training_step
+    video_t, reference_t = calls  # one call for the video frames, one for the reference at the remind-noise level
+    assert torch.equal(reference_t, girl_timesteps(video_t, 0.01))
+    assert json.loads((out / "provenance.json").read_text())["prediction_type"] == "v_prediction"
+    assert json.loads((out / "config.json").read_text())["prediction_type"] == "v_prediction"
+
+
 def test_loss_masks_dropped_references():
     pred_v, noise_v = torch.zeros(2, 4, 3, 2, 2), torch.ones(2, 4, 3, 2, 2)
     pred_r, noise_r = torch.zeros(2, 4, 1, 2, 2), torch.stack([torch.full((4, 1, 2, 2), 2.0),

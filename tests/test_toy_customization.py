@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vm_model.toy.domain import DIRECTIONS, random_subject, reference_image, render
+from vm_model.toy.domain import BACKGROUND, DIRECTIONS, random_subject, reference_image, render
 from vm_model.toy.metrics import fidelity_error, motion_direction
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,8 +41,25 @@ def test_metrics_are_calibrated_on_rendered_clips():
     assert all(motion_direction(c) == s.direction for c, s in zip(clips, subjects))
     still = np.repeat(clips[0][:1], 8, axis=0)
     assert motion_direction(still) == "static"
-    empty = np.full_like(clips[0], 128)
+    empty = np.full_like(clips[0], BACKGROUND[0])
     assert fidelity_error(empty, refs[0]) > np.mean(own) * 2  # no subject generated is a large error, not a gap
+
+
+def test_lanes_keep_each_direction_to_its_side():
+    from vm_model.toy.domain import LANES, SubjectRanges
+
+    rng = np.random.default_rng(1)
+    ranges = SubjectRanges(jitter=0.2, lanes=True)
+    for i in range(24):
+        subject = random_subject(rng, 32, 4, direction=list(DIRECTIONS)[i % 4], ranges=ranges)
+        frames, masks = render(subject, 4, 32)
+        ys, xs = np.nonzero(masks.any(axis=0))
+        side = LANES[subject.direction]
+        coord = {"top": ys.min(), "bottom": 31 - ys.max(), "left": xs.min(), "right": 31 - xs.max()}[side]
+        assert coord <= 0.2 * subject.radius + 2  # hugging its side
+        areas = masks.sum(axis=(1, 2))
+        assert areas.min() >= 0.9 * areas.max()  # never cut off by the frame's edge
+        assert motion_direction(frames) == subject.direction
 
 
 def test_captions_never_name_the_appearance(tmp_path):

@@ -82,8 +82,22 @@ def load_base_components(sources: ModelSources, dtype: torch.dtype = torch.float
         tokenizer=CLIPTokenizer.from_pretrained(tok_dir),
         unet=unet,
         motion_adapter=adapter,
-        scheduler=inference_scheduler(),
+        scheduler=inference_scheduler(base_model_prediction_type(sources.base_model)),
     )
+
+
+def base_model_prediction_type(base_model: str) -> str:
+    """What the base UNet predicts (``scheduler/scheduler_config.json``'s ``prediction_type``; epsilon when the
+    base has no scheduler config, as for SD 1.x)."""
+    from .scheduler import base_prediction_type
+
+    try:
+        config = resolve_source(base_model, subfolder="scheduler", filename="scheduler_config.json",
+                                what="base scheduler config")
+    except MissingWeightsError:
+        logger.info("%s has no scheduler/scheduler_config.json: assuming an epsilon-prediction base", base_model)
+        return "epsilon"
+    return base_prediction_type(config.parent)
 
 
 def _how(source: str) -> str:

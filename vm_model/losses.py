@@ -1,4 +1,5 @@
-"""The training objective as pure functions: epsilon MSE on the video plus GIRL on the reference frame(s)."""
+"""The training objective as pure functions: MSE to the target (the noise, or the velocity for a v-prediction
+base; ``vm_model.scheduler.training_target``) on the video plus GIRL on the reference frame(s)."""
 
 from __future__ import annotations
 
@@ -35,17 +36,18 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
     return (per_sample * weights).sum() / weights.sum().clamp(min=1.0)
 
 
-def videomaker_loss(pred_video: torch.Tensor, noise_video: torch.Tensor, pred_ref: torch.Tensor | None,
-                    noise_ref: torch.Tensor | None, reference_kept: torch.Tensor, beta: float,
+def videomaker_loss(pred_video: torch.Tensor, target_video: torch.Tensor, pred_ref: torch.Tensor | None,
+                    target_ref: torch.Tensor | None, reference_kept: torch.Tensor, beta: float,
                     girl: bool = True) -> LossTerms:
-    """L = L_video + beta * L_reg (paper eq. 5).
+    """L = L_video + beta * L_reg (paper eq. 5). The targets are the noises added (epsilon prediction, the paper's
+    case) or the matching velocities (v prediction), each at its own timestep (t for the video, t' for the reference).
 
     ``reference_kept`` (B,) masks the GIRL term for samples whose image condition was dropped (zero latent): there
     is no reference to recognise there. With ``girl=False`` the reference output is simply discarded.
     """
-    video = F.mse_loss(pred_video.float(), noise_video.float())
-    if girl and pred_ref is not None and noise_ref is not None:
-        reg = masked_mse(pred_ref, noise_ref, reference_kept)
+    video = F.mse_loss(pred_video.float(), target_video.float())
+    if girl and pred_ref is not None and target_ref is not None:
+        reg = masked_mse(pred_ref, target_ref, reference_kept)
     else:
         reg = torch.zeros((), device=video.device)
     return LossTerms(total=video + beta * reg, video=video, reg=reg)

@@ -1,6 +1,24 @@
-"""The schedulers of the official release / paper protocol."""
+"""The schedulers of the official release / paper protocol, and what the model is trained to predict.
+
+The noise schedule is AnimateDiff's (linear betas 0.00085..0.012), fixed: a base model folder's own
+``scheduler_config.json`` is not used for it (Stable Diffusion 1.5 ships ``scaled_linear`` there, which is not
+what the motion modules were trained with). What the UNet predicts, however, is a property of its weights:
+epsilon for SD 1.x / AnimateDiff (and the official VideoMaker weights), ``v_prediction`` for some bases (SD 2.x
+768, our toy base). :func:`base_prediction_type` reads it from the base model's scheduler config, and both
+training (the loss target) and inference (the DDIM update) follow it.
+"""
 
 from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 DDIM_CONFIG = dict(
     num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear", clip_sample=False,
@@ -8,16 +26,45 @@ DDIM_CONFIG = dict(
 )
 
 
-def inference_scheduler():
+def check_prediction_type(prediction_type: str) -> str:
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"prediction type {prediction_type!r} is not supported; choose one of {PREDICTION_TYPES}")
+    return prediction_type
+
+
+def inference_scheduler(prediction_type: str = "epsilon"):
     """DDIM as used by the official inference and the paper's evaluation."""
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler(**DDIM_CONFIG)
+    return DDIMScheduler(**{**DDIM_CONFIG, "prediction_type": check_prediction_type(prediction_type)})
 
 
-def training_scheduler():
+def training_scheduler(prediction_type: str = "epsilon"):
     """DDPM with the same betas (its ``add_noise`` is the paper's forward process, used for video and GIRL noise)."""
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear",
-                         clip_sample=False, prediction_type="epsilon")
+                         clip_sample=False, prediction_type=check_prediction_type(prediction_type))
+
+
+def training_target(scheduler, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """What the UNet must output for ``add_noise(clean, noise, timesteps)``: the noise (epsilon) or the velocity
+    sqrt(acp) * noise - sqrt(1 - acp) * clean (v_prediction), following ``scheduler.config.prediction_type``."""
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "v_prediction":
+        return scheduler.get_velocity(clean, noise, timesteps)
+    raise ValueError(f"prediction type {kind!r} is not supported; choose one of {PREDICTION_TYPES}")
+
+
+def base_prediction_type(scheduler_dir: str | Path | None) -> str:
+    """``prediction_type`` of a base model's ``scheduler/scheduler_config.json``; epsilon when there is none (SD 1.x
+    folders without a scheduler config, the official release)."""
+    if scheduler_dir is None:
+        return "epsilon"
+    config = Path(scheduler_dir) / "scheduler_config.json"
+    if not config.is_file():
+        logger.info("no scheduler config at %s: assuming an epsilon-prediction base model", config)
+        return "epsilon"
+    return check_prediction_type(json.loads(config.read_text()).get("prediction_type", "epsilon"))

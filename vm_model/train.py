@@ -29,10 +29,10 @@ from vm_common.io_utils import append_jsonl, atomic_write_json, repair_jsonl
 
 from .checkpoint import WEIGHTS_FILE, clean_parameter_name, latest_checkpoint, save_trainable_weights
 from .components import ModelSources, load_base_components, resolve_videomaker_weights, sources_for_preset
-from .losses import add_remind_noise, videomaker_loss
+from .losses import add_remind_noise, girl_timesteps, videomaker_loss
 from .pipeline import encode_reference_images
 from .pisa import PISAConfig, install_pisa
-from .scheduler import training_scheduler
+from .scheduler import training_scheduler, training_target
 from .unet_call import check_frame_count, unet_with_reference
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,9 @@ class TrainConfig:
     weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay"})
     warmup_steps: int = field(default=0, metadata={"help": "linear learning-rate warm-up steps"})
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm"})
+    prediction_type: str = field(default="auto", metadata={
+        "help": "what the UNet predicts, the loss target of video and reference frames: auto = the base model's "
+                "scheduler config (epsilon for SD 1.x / AnimateDiff)", "choices": ["auto", "epsilon", "v_prediction"]})
     girl: bool = field(default=True, metadata={"help": "GIRL loss on the reference frame"})
     girl_alpha: float = field(default=0.01, metadata={"help": "remind-noise timestep factor t' = round(alpha t)"})
     girl_beta: float = field(default=0.1, metadata={"help": "weight of the GIRL loss"})
@@ -294,7 +297,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) ->
         if not param.requires_grad:
             param.data = param.data.to(weight_dtype)
     unet.train()
-    noise_scheduler = training_scheduler()
+    prediction_type = comps["scheduler"].config.prediction_type if cfg.prediction_type == "auto" \
+        else cfg.prediction_type
+    if prediction_type != comps["scheduler"].config.prediction_type:
+        logger.warning("training a %s-prediction base model to predict %s: its own scheduler config disagrees",
+                       comps["scheduler"].config.prediction_type, prediction_type)
+    noise_scheduler = training_scheduler(prediction_type)
 
     params = [p for p in unet.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -335,6 +343,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) ->
             "sources": dataclasses.asdict(sources), "preset": cfg.preset, "random_weights": cfg.preset == "tiny",
             "tiny_cache": str(tiny_root()) if cfg.preset == "tiny" else None,
             "trainable_parameters": n_trainable, "resumed_from_step": start_step,
+            "prediction_type": prediction_type,
         })
         repair_jsonl(run_dir / "losses.jsonl")
     logger.info("training %.2fM parameters on %d clips for steps %d..%d (%d process(es))", n_trainable / 1e6,
@@ -409,16 +418,19 @@ def training_step(cfg: TrainConfig, batch: dict, unet, vae, text_encoder, tokeni
     noise = torch.randn(latents.shape, generator=generator).to(device)
     noise_ref = torch.randn(ref_latents.shape, generator=generator).to(device)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    target = training_target(noise_scheduler, latents, noise, timesteps)
     if cfg.girl:
         ref_input = add_remind_noise(noise_scheduler, ref_latents, noise_ref, timesteps, cfg.girl_alpha)
+        ref_target = training_target(noise_scheduler, ref_latents, noise_ref,
+                                     girl_timesteps(timesteps, cfg.girl_alpha))
     else:
-        ref_input = ref_latents
+        ref_input, ref_target = ref_latents, None
     kept = (~drop_image).to(device)
     ref_input = ref_input * kept.view(-1, 1, 1, 1, 1).to(ref_input.dtype)  # dropped: an all-zero latent
 
     with accelerator.autocast():
         pred_video, pred_ref = unet_with_reference(unet, noisy, ref_input, timesteps, text.float())
-    return videomaker_loss(pred_video, noise, pred_ref, noise_ref, kept, cfg.girl_beta, girl=cfg.girl)
+    return videomaker_loss(pred_video, target, pred_ref, ref_target, kept, cfg.girl_beta, girl=cfg.girl)
 
 
 # ------------------------------------------------------------------------------------------------------ CLI

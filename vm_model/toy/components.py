@@ -51,7 +51,7 @@ def toy_vae(size: int = 32):
 
 
 def build_toy_base(folder: str | Path, seed: int = 0, size: int = 32, max_tokens: int = 8, text_layers: int = 2,
-                   token_embedding_scale: float = 1.0) -> Path:
+                   token_embedding_scale: float = 1.0, prediction_type: str = "epsilon") -> Path:
     """Write unet/ vae/ (untrained) text_encoder/ tokenizer/ scheduler/ into ``folder``.
 
     The tokenizer is the full CLIP BPE tokenizer with ``model_max_length = max_tokens``: the toy captions are five
@@ -81,7 +81,8 @@ def build_toy_base(folder: str | Path, seed: int = 0, size: int = 32, max_tokens
     config = json.loads(config_path.read_text())
     config["model_max_length"] = int(max_tokens)
     config_path.write_text(json.dumps(config))
-    DDIMScheduler(**DDIM_CONFIG).save_pretrained(folder / "scheduler")
+    # the scheduler config records what the UNet predicts; `vm train` and ``load_pipeline`` follow it
+    DDIMScheduler(**{**DDIM_CONFIG, "prediction_type": prediction_type}).save_pretrained(folder / "scheduler")
     return folder
 
 

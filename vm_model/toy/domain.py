@@ -19,7 +19,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-BACKGROUND = (128, 128, 128)  # the known plain background (0 in the model's [-1, 1] pixel space)
+BACKGROUND = (16, 16, 16)  # the known plain background: dark, so that every subject (saturated, bright) stands out
 DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
 TEXTURES = ("hstripes", "vstripes", "checker")
 SHAPES = ("disc", "square", "diamond")
@@ -87,9 +87,13 @@ class SubjectRanges:
     cell: tuple[float, float] = (0.2, 0.25)  # texture cell: about the radius = halves / quadrants of the subject
     travel: tuple[float, float] = (0.28, 0.34)  # distance covered over the clip (clipped to what fits)
     jitter: float = 1.0  # start position: 0 = the centre of the path's allowed range, 1 = anywhere in it
+    lanes: bool = False  # each direction in its own lane along one side (LANES); False: paths anywhere
 
 
 _EXTENT = {"disc": 1.0, "square": 0.85, "diamond": 1.2}  # half-width of each shape, in radii
+# with SubjectRanges.lanes: the side of the frame each direction's path keeps to (its cross-axis coordinate is as
+# close to that side as the subject fits, plus up to ``jitter`` x its radius)
+LANES = {"right": "top", "left": "bottom", "up": "left", "down": "right"}
 
 
 def random_subject(rng: np.random.Generator, size: int = 32, num_frames: int = 8, direction: str | None = None,
@@ -112,10 +116,15 @@ def random_subject(rng: np.random.Generator, size: int = 32, num_frames: int = 8
     lo_x, hi_x = margin - min(dx, 0) * travel, size - margin - max(dx, 0) * travel
     lo_y, hi_y = margin - min(dy, 0) * travel, size - margin - max(dy, 0) * travel
     mid_x, mid_y, j = (lo_x + hi_x) / 2, (lo_y + hi_y) / 2, ranges.jitter / 2
-    start = (float(rng.uniform(mid_x - j * (hi_x - lo_x), mid_x + j * (hi_x - lo_x))),
-             float(rng.uniform(mid_y - j * (hi_y - lo_y), mid_y + j * (hi_y - lo_y))))
+    start = [float(rng.uniform(mid_x - j * (hi_x - lo_x), mid_x + j * (hi_x - lo_x))),
+             float(rng.uniform(mid_y - j * (hi_y - lo_y), mid_y + j * (hi_y - lo_y)))]
+    if ranges.lanes:
+        offset = float(rng.uniform(0.0, ranges.jitter * radius))
+        side = LANES[direction]
+        axis = 1 if side in ("top", "bottom") else 0
+        start[axis] = margin + offset if side in ("top", "left") else size - margin - offset
     return ToySubject(color1=color1, color2=color2, texture=texture, cell=cell, shape=shape, radius=radius,
-                      direction=direction, speed=speed, start=start)
+                      direction=direction, speed=speed, start=(start[0], start[1]))
 
 
 def render(subject: ToySubject, num_frames: int = 8, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
