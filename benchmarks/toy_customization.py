@@ -81,10 +81,10 @@ class ToyConfig:
     vae_subject_weight: float = field(default=4.0, metadata={"help": "stage 0: extra loss weight on subject pixels"})
     vae_kl_weight: float = field(default=1e-6, metadata={"help": "stage 0: KL weight (per pixel value)"})
     vae_logvar_init: float = field(default=-8.0, metadata={"help": "stage 0: initial posterior log-variance"})
-    base_steps: int = field(default=2000, metadata={"help": "stage 1: base pretraining steps (0: skip stage 1)"})
-    base_lr: float = field(default=2e-3, metadata={"help": "stage 1: learning rate"})
+    base_steps: int = field(default=1100, metadata={"help": "stage 1: base pretraining steps (0: skip stage 1)"})
+    base_lr: float = field(default=5e-4, metadata={"help": "stage 1: learning rate"})
     base_batch: int = field(default=4, metadata={"help": "stage 1: batch size per process"})
-    steps: int = field(default=1200, metadata={"help": "stage 2: VideoMaker training steps per variant"})
+    steps: int = field(default=800, metadata={"help": "stage 2: VideoMaker training steps per variant"})
     lr: float = field(default=2e-3, metadata={"help": "stage 2: learning rate"})
     batch: int = field(default=8, metadata={"help": "stage 2: batch size"})
     warmup_steps: int = field(default=20, metadata={"help": "linear warm-up steps of stages 1 and 2"})
@@ -101,8 +101,8 @@ class ToyConfig:
     keep_work: bool = field(default=True, metadata={"help": "keep the scratch folder (data, base, runs)"})
 
 
-QUICK = dict(train_clips=128, eval_subjects=8, vae_steps=150, base_steps=40, steps=30, inference_steps=10,
-             gif_subjects=4)
+QUICK = dict(train_clips=128, eval_subjects=8, vae_steps=150, base_steps=40, base_processes=1, steps=30,
+             inference_steps=10, gif_subjects=4)
 
 
 # ----------------------------------------------------------------------------------------------------- timing

@@ -1,8 +1,8 @@
 """The toy customization experiment (benchmarks/toy_customization.py, docs/toy_customization.md), scaled down.
 
-Fast tests: the toy domain and its metrics are calibrated (no training), and a smoke-sized run of the whole
-experiment writes everything through the real `vm train` / VideoMakerPipeline paths. The slow test (--runslow)
-trains a scaled-down experiment and asserts that the full method beats the reference-zeroed baseline on fidelity.
+The toy domain and its metrics are calibrated (no training), and a smoke-sized run of the whole experiment writes
+everything through the real `vm train` / VideoMakerPipeline paths. (A scaled-down run that must show the transfer
+within a minute is not here yet: see docs/toy_customization.md.)
 """
 
 from __future__ import annotations
@@ -88,3 +88,4 @@ def test_quick_experiment_runs_end_to_end(tmp_path):
     assert result["calibration"]["ground_truth"]["motion_accuracy"] == 1.0
     assert result["timings"]["total"]["wall_s"] > 0 and "loadavg_start" in result["timings"]["stages"]["vae"]
     assert result["config"]["quick"] is True and result["provenance"]["versions"]["torch"]
+
