@@ -454,7 +454,8 @@ def run(cfg: ToyConfig, out: Path, variants: list[str], quick: bool = False) -> 
             gen_s = time.perf_counter() - t
             rows = score(videos, held_out, references, cfg.seed)
             per_sample[variant] = rows
-            metrics[variant] = {**aggregate(rows), "generation_s": gen_s, "weights": report.summary()}
+            metrics[variant] = {**aggregate(rows), "generation_s": gen_s, "weights": report.summary(),
+                                "prediction_type": pipe.scheduler.config.prediction_type}
             if variant != "reference_zeroed":
                 metrics[variant]["heldout_denoising_mse"] = heldout_denoising_mse(pipe, held_out, references, cfg)
             write_gif_grid(out / f"toy_customization_{variant}.gif", references[:cfg.gif_subjects],

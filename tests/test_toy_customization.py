@@ -88,4 +88,8 @@ def test_quick_experiment_runs_end_to_end(tmp_path):
     assert result["calibration"]["ground_truth"]["motion_accuracy"] == 1.0
     assert result["timings"]["total"]["wall_s"] > 0 and "loadavg_start" in result["timings"]["stages"]["vae"]
     assert result["config"]["quick"] is True and result["provenance"]["versions"]["torch"]
+    # the toy base says v_prediction in its scheduler config: vm train and load_pipeline follow it
+    assert {m["prediction_type"] for m in result["metrics"].values()} == {"v_prediction"}
+    provenance = json.loads((out / "toy_work" / "runs" / "full" / "provenance.json").read_text())
+    assert provenance["prediction_type"] == "v_prediction"
 

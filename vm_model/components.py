@@ -95,7 +95,8 @@ def base_model_prediction_type(base_model: str) -> str:
         config = resolve_source(base_model, subfolder="scheduler", filename="scheduler_config.json",
                                 what="base scheduler config")
     except MissingWeightsError:
-        logger.info("%s has no scheduler/scheduler_config.json: assuming an epsilon-prediction base", base_model)
+        logger.warning("%s has no scheduler/scheduler_config.json: assuming an epsilon-prediction base (SD 1.x, "
+                       "AnimateDiff)", base_model)
         return "epsilon"
     return base_prediction_type(config.parent)
 

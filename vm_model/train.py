@@ -191,9 +191,10 @@ def build_dataset(cfg: TrainConfig, output_dir: Path):
 
         manifest = output_dir / "synthetic-data" / "manifest.jsonl"
         # a resumed run keeps the data it started with (x264 encoding is not bit-reproducible)
-        manifest = manifest if manifest.exists() else make_synthetic_dataset(output_dir / "synthetic-data", num_clips=cfg.synthetic_clips,
-                                          num_frames=max(24, cfg.num_frames * cfg.frame_stride),
-                                          size=cfg.resolution, seed=cfg.seed)
+        if not manifest.exists():
+            manifest = make_synthetic_dataset(output_dir / "synthetic-data", num_clips=cfg.synthetic_clips,
+                                              num_frames=max(24, cfg.num_frames * cfg.frame_stride),
+                                              size=cfg.resolution, seed=cfg.seed)
     else:
         manifest = Path(cfg.data)
         if not manifest.exists():
@@ -300,8 +301,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) ->
     prediction_type = comps["scheduler"].config.prediction_type if cfg.prediction_type == "auto" \
         else cfg.prediction_type
     if prediction_type != comps["scheduler"].config.prediction_type:
-        logger.warning("training a %s-prediction base model to predict %s: its own scheduler config disagrees",
-                       comps["scheduler"].config.prediction_type, prediction_type)
+        logger.warning("training a %s-prediction base model to predict %s: load_pipeline / vm generate read the "
+                       "prediction type from the base's scheduler config, so give the trained model a base folder "
+                       "whose scheduler/scheduler_config.json says %s", comps["scheduler"].config.prediction_type,
+                       prediction_type, prediction_type)
     noise_scheduler = training_scheduler(prediction_type)
 
     params = [p for p in unet.parameters() if p.requires_grad]

@@ -2,8 +2,8 @@
 small VAE trained on the toy domain, saved in diffusers' layout so that `vm train` and ``load_pipeline`` read it
 through exactly the code they use for Stable Diffusion 1.5 + AnimateDiff.
 
-The VAE differs from the tiny preset's: 3 levels (downsampling x4, so that 32x32 frames give 8x8 latents and each
-latent pixel carries a 4x4 patch, the compression of SD's VAE at 8x8), and it is trained (reconstruction MSE + a small KL term) because a random decoder cannot carry appearance. Its
+The VAE differs from the tiny preset's: 3 levels (downsampling x4, so that 32x32 frames give 8x8 latents), and it
+is trained (reconstruction MSE + a small KL term) because a random decoder cannot carry appearance. Its
 ``scaling_factor`` is set to 1 / std of the domain's latents, as Stable Diffusion's 0.18215 was.
 """
 
@@ -27,7 +27,8 @@ def toy_unet_config(latent_size: int = 8) -> dict:
     """The tiny preset's UNet with one attention head per layer (on CPU, several tiny heads cost more than they
     bring)."""
     return dict(
-        sample_size=latent_size, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS, block_out_channels=(32, 64), layers_per_block=1,
+        sample_size=latent_size, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
+        block_out_channels=(32, 64), layers_per_block=1,
         cross_attention_dim=TEXT_DIM, norm_num_groups=8, attention_head_dim=1,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
     )
@@ -44,7 +45,8 @@ def toy_vae(size: int = 32):
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS, block_out_channels=(16, 16, 32), layers_per_block=1,
+        in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS, block_out_channels=(16, 16, 32),
+        layers_per_block=1,
         norm_num_groups=8, sample_size=size, mid_block_add_attention=False,
         down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
     )
@@ -127,7 +129,7 @@ def train_toy_vae(vae_dir: str | Path, images: np.ndarray, steps: int, batch_siz
         rec = vae.decode(z).sample
         err = (rec - x).pow(2)
         mse = err.mean()
-        if subject_weight:  # extra weight on pixels that are neither the grey background nor the white one
+        if subject_weight:  # extra weight on pixels that are neither the video background nor the white one
             subject = ((x - bg).abs().amax(1, keepdim=True) > 0.1) & ((x - 1).abs().amax(1, keepdim=True) > 0.1)
             mse_w = (err * (1 + subject_weight * subject)).mean()
         else:
