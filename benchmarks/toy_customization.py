@@ -1,14 +1,14 @@
 """Toy customization: does our VideoMaker implementation learn to transfer a subject from a reference image?
 
 A domain where appearance can only come from the reference (``vm_model.toy.domain``): one subject with a random
-colour pair, texture and shape moves left / right / up / down over a plain grey background; the caption names only
+colour pair, texture and shape moves left / right / up / down over a plain dark background; the caption names only
 the direction. Everything runs through the real code paths:
 
   0. render the training clips and a `vm train` manifest; build the toy base folder (diffusers layout: tiny UNet,
      tiny CLIP text encoder + the full CLIP tokenizer, a motion adapter) and train its small VAE on the domain;
   1. pretrain the base as a text-to-video model on the domain with `vm train --train-whole-unet` and the reference
      always zeroed (the toy analogue of the pretrained AnimateDiff base the paper starts from);
-  2. VideoMaker training with `vm train` (PISA + GIRL, spatial self-attention + motion modules trainable) from the
+  2. VideoMaker training with `vm train` (PISA + GIRL; the whole UNet trainable, see --stage2-whole-unet) from the
      stage-1 weights (`--init-weights`), and the ablations pisa_off (`--no-pisa`) and girl_off (`--no-girl`),
      trained the same way from the same base;
   3. generate held-out subjects with ``VideoMakerPipeline`` (classifier-free guidance with a zero reference in the
@@ -55,7 +55,9 @@ TRAINED = {"full": [], "pisa_off": ["--no-pisa"], "girl_off": ["--no-girl"]}  # 
 
 @dataclass
 class ToyConfig:
-    size: int = field(default=32, metadata={"help": "frame size in pixels (square); latents are size/4"})
+    size: int = field(default=32, metadata={"help": "frame size in pixels (square)"})
+    vae_levels: int = field(default=3, metadata={"help": "levels of the toy VAE: 3 = latents of size/4, 2 = size/2",
+                                                 "choices": [2, 3]})
     num_frames: int = field(default=4, metadata={"help": "frames per clip"})
     radius: tuple[float, float] = field(default=(0.2, 0.25), metadata={"help": "subject radius range, fraction of "
                                                                                "the frame"})
@@ -67,6 +69,8 @@ class ToyConfig:
                                                          "fits, 1 = anywhere it fits"})
     prediction_type: str = field(default="v_prediction", metadata={
         "help": "what the toy base predicts (see docs/toy_customization.md)", "choices": ["epsilon", "v_prediction"]})
+    colours: int = field(default=2, metadata={"help": "colours per subject (1: plain subjects, as in the scaled-down "
+                                                      "test)", "choices": [1, 2]})
     lanes: bool = field(default=False, metadata={"help": "each direction keeps to its own lane along one side of the "
                                                          "frame (vm_model.toy.domain.LANES)"})
     max_tokens: int = field(default=8, metadata={"help": "tokenizer model_max_length of the toy base (captions are "
@@ -86,7 +90,10 @@ class ToyConfig:
     base_batch: int = field(default=4, metadata={"help": "stage 1: batch size per process"})
     steps: int = field(default=800, metadata={"help": "stage 2: VideoMaker training steps per variant"})
     lr: float = field(default=2e-3, metadata={"help": "stage 2: learning rate"})
-    batch: int = field(default=8, metadata={"help": "stage 2: batch size"})
+    batch: int = field(default=16, metadata={"help": "stage 2: batch size"})
+    stage2_whole_unet: bool = field(default=True, metadata={
+        "help": "stage 2 trains every UNet parameter (--train-whole-unet), not only spatial self-attention and motion "
+                "modules as the paper does: the toy base is far weaker than SD 1.5 (docs/toy_customization.md)"})
     warmup_steps: int = field(default=20, metadata={"help": "linear warm-up steps of stages 1 and 2"})
     inference_steps: int = field(default=25, metadata={"help": "DDIM steps at evaluation"})
     guidance_scale: float = field(default=4.0, metadata={"help": "classifier-free guidance scale at evaluation"})
@@ -144,7 +151,7 @@ def subject_ranges(cfg: ToyConfig):
     from vm_model.toy.domain import SubjectRanges
 
     return SubjectRanges(radius=tuple(cfg.radius), cell=tuple(cfg.cell), travel=tuple(cfg.travel), jitter=cfg.jitter,
-                          lanes=cfg.lanes)
+                          lanes=cfg.lanes, colours=cfg.colours)
 
 
 def eval_subjects(cfg: ToyConfig) -> list:
@@ -196,7 +203,8 @@ def base_args(cfg: ToyConfig, work: Path, manifest: Path) -> list[str]:
 
 def stage2_args(cfg: ToyConfig, work: Path, manifest: Path, name: str) -> list[str]:
     init = ["--init-weights", str(work / "runs" / "base")] if cfg.base_steps > 0 else []
-    return common_train_args(cfg, work, manifest) + init + TRAINED[name] + [
+    whole = ["--train-whole-unet"] if cfg.stage2_whole_unet else []
+    return common_train_args(cfg, work, manifest) + init + whole + TRAINED[name] + [
         "--output-dir", str(work / "runs" / name), "--max-steps", str(cfg.steps),
         "--checkpoint-every", str(cfg.steps), "--batch-size", str(cfg.batch), "--learning-rate", str(cfg.lr)]
 
@@ -423,7 +431,7 @@ def run(cfg: ToyConfig, out: Path, variants: list[str], quick: bool = False) -> 
     with clock.stage("vae"):
         build_toy_base(work / "base", seed=cfg.seed, size=cfg.size, max_tokens=cfg.max_tokens,
                        text_layers=cfg.text_layers, token_embedding_scale=cfg.token_embedding_scale,
-                       prediction_type=cfg.prediction_type)
+                       prediction_type=cfg.prediction_type, vae_levels=cfg.vae_levels)
         build_toy_motion_adapter(work / "motion_adapter", seed=cfg.seed)
         result["vae"] = train_toy_vae(work / "base" / "vae", vae_images(cfg, train_subjects), cfg.vae_steps,
                                       cfg.vae_batch, cfg.vae_lr, kl_weight=cfg.vae_kl_weight,

@@ -2,7 +2,8 @@
 small VAE trained on the toy domain, saved in diffusers' layout so that `vm train` and ``load_pipeline`` read it
 through exactly the code they use for Stable Diffusion 1.5 + AnimateDiff.
 
-The VAE differs from the tiny preset's: 3 levels (downsampling x4, so that 32x32 frames give 8x8 latents), and it
+The VAE differs from the tiny preset's: 3 levels (downsampling x4, so that 32x32 frames give 8x8 latents; 2 levels
+for the scaled-down test's 16x16 frames), and it
 is trained (reconstruction MSE + a small KL term) because a random decoder cannot carry appearance. Its
 ``scaling_factor`` is set to 1 / std of the domain's latents, as Stable Diffusion's 0.18215 was.
 """
@@ -39,22 +40,25 @@ def toy_motion_adapter_config() -> dict:
                 motion_num_attention_heads=4, motion_max_seq_length=32)
 
 
-def toy_vae(size: int = 32):
-    """3 levels (x4 downsampling), small channels and no mid-block attention: it is run on every training step
-    (`vm train` encodes each clip), so its cost matters as much as the UNet's on CPU."""
+def toy_vae(size: int = 32, levels: int = 3):
+    """``levels`` levels (downsampling x2 ** (levels - 1)), small channels and no mid-block attention: it is run on
+    every training step (`vm train` encodes each clip), so its cost matters as much as the UNet's on CPU."""
     from diffusers import AutoencoderKL
 
+    if levels not in (2, 3):
+        raise ValueError(f"the toy VAE has 2 or 3 levels (downsampling x2 or x4), not {levels}")
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS, block_out_channels=(16, 16, 32),
+        in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS, block_out_channels=(16, 16, 32)[-levels:],
         layers_per_block=1,
         norm_num_groups=8, sample_size=size, mid_block_add_attention=False,
-        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        down_block_types=("DownEncoderBlock2D",) * levels, up_block_types=("UpDecoderBlock2D",) * levels,
     )
 
 
 def build_toy_base(folder: str | Path, seed: int = 0, size: int = 32, max_tokens: int = 8, text_layers: int = 2,
-                   token_embedding_scale: float = 1.0, prediction_type: str = "epsilon") -> Path:
-    """Write unet/ vae/ (untrained) text_encoder/ tokenizer/ scheduler/ into ``folder``.
+                   token_embedding_scale: float = 1.0, prediction_type: str = "epsilon", vae_levels: int = 3) -> Path:
+    """Write unet/ vae/ (untrained) text_encoder/ tokenizer/ scheduler/ into ``folder``; latents are
+    ``size / 2 ** (vae_levels - 1)`` pixels on a side.
 
     The tokenizer is the full CLIP BPE tokenizer with ``model_max_length = max_tokens``: the toy captions are five
     words, and with 77 positions the frozen random text encoder's embeddings of "moving left" and "moving right"
@@ -67,9 +71,9 @@ def build_toy_base(folder: str | Path, seed: int = 0, size: int = 32, max_tokens
 
     folder = Path(folder)
     torch.manual_seed(seed)
-    UNet2DConditionModel(**toy_unet_config(size // 4)).save_pretrained(folder / "unet")
+    UNet2DConditionModel(**toy_unet_config(size // 2 ** (vae_levels - 1))).save_pretrained(folder / "unet")
     torch.manual_seed(seed)
-    toy_vae(size).save_pretrained(folder / "vae")
+    toy_vae(size, vae_levels).save_pretrained(folder / "vae")
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=49408, hidden_size=TEXT_DIM, intermediate_size=64, num_hidden_layers=text_layers,

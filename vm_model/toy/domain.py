@@ -88,6 +88,7 @@ class SubjectRanges:
     travel: tuple[float, float] = (0.28, 0.34)  # distance covered over the clip (clipped to what fits)
     jitter: float = 1.0  # start position: 0 = the centre of the path's allowed range, 1 = anywhere in it
     lanes: bool = False  # each direction in its own lane along one side (LANES); False: paths anywhere
+    colours: int = 2  # 1: plain subjects (colour 2 = colour 1, so the texture is invisible)
 
 
 _EXTENT = {"disc": 1.0, "square": 0.85, "diamond": 1.2}  # half-width of each shape, in radii
@@ -102,6 +103,10 @@ def random_subject(rng: np.random.Generator, size: int = 32, num_frames: int = 8
     hue = rng.uniform(0.0, 1.0)
     color1 = _saturated(rng, hue)
     color2 = _saturated(rng, hue + rng.uniform(0.25, 0.75))  # a clearly different second hue
+    if ranges.colours == 1:
+        color2 = color1
+    elif ranges.colours != 2:
+        raise ValueError(f"toy subjects have 1 or 2 colours, not {ranges.colours}")
     shape = str(rng.choice(SHAPES))
     texture = str(rng.choice(TEXTURES))
     radius = float(rng.uniform(*ranges.radius) * size)
