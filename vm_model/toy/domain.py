@@ -1,4 +1,4 @@
-"""The toy domain: one textured subject moving across a plain grey background in a named direction.
+"""The toy domain: one textured subject moving across a plain dark background in a named direction.
 
 Each subject has a random colour pair (two saturated colours of different hue), a texture (horizontal stripes,
 vertical stripes or a checkerboard, with a random cell size), a random shape (disc, square, diamond) and size. It

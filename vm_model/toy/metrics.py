@@ -13,7 +13,7 @@ non-background pixels, so generating nothing is a large error, never a missing v
 
 Motion direction: OpenCV DIS optical flow between consecutive frames, computed on the image of each pixel's
 distance from the background colour (the subject's silhouette and texture; plain luminance could hide a subject
-whose brightness equals the grey), averaged over the subject pixels of the earlier frame and over all frame pairs.
+as bright as the background), averaged over the subject pixels of the earlier frame and over all frame pairs.
 The direction is the one of left / right / up / down with the largest component of that mean flow; a mean flow
 slower than ``min_speed`` pixels per frame is "static" and never counts as right.
 """
