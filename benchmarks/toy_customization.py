@@ -297,9 +297,10 @@ def generate(cfg: ToyConfig, pipe, subjects: list, references: list[np.ndarray],
 @torch.no_grad()
 def heldout_denoising_mse(pipe, subjects: list, references: list[np.ndarray], cfg: ToyConfig,
                           timesteps: tuple[int, ...] = (100, 300, 500, 700)) -> dict:
-    """The training objective (epsilon MSE on the video frames) on the held-out clips, with their reference and
-    with an all-zero reference, same noise: a reference-using model has a lower loss with the reference. Does not
-    depend on sampling, so it shows whether the mechanism is learned even when samples are poor."""
+    """The training objective (MSE to the base's target, noise or velocity, on the video frames) on the held-out
+    clips, with their reference and with an all-zero reference, same noise: a reference-using model has a lower loss
+    with the reference. Does not depend on sampling, so it shows whether the mechanism is learned even when samples
+    are poor."""
     from vm_model.pipeline import encode_reference_images
     from vm_model.scheduler import training_scheduler, training_target
     from vm_model.toy.domain import caption_for, render

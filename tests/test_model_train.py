@@ -133,15 +133,18 @@ def test_training_targets_follow_the_prediction_type():
 
 def test_base_prediction_type_is_read_from_the_scheduler_config(tmp_path):
     from vm_model.components import base_model_prediction_type
-    from vm_model.scheduler import base_prediction_type, inference_scheduler
+    from vm_model.scheduler import inference_scheduler
 
-    assert base_prediction_type(None) == "epsilon"
-    assert base_prediction_type(tmp_path) == "epsilon"  # no config: SD 1.x folders, the official release
     inference_scheduler("v_prediction").save_pretrained(tmp_path / "base" / "scheduler")
     assert base_model_prediction_type(str(tmp_path / "base")) == "v_prediction"
-    assert base_model_prediction_type(str(tmp_path)) == "epsilon"
+    assert base_model_prediction_type(str(tmp_path)) == "epsilon"  # no config: SD 1.x folders, the official release
+    (tmp_path / "base" / "scheduler" / "scheduler_config.json").write_text('{"beta_start": 0.001}')
+    assert base_model_prediction_type(str(tmp_path / "base")) == "epsilon"  # diffusers' default when the key is absent
     (tmp_path / "base" / "scheduler" / "scheduler_config.json").write_text('{"prediction_type": "sample"}')
-    with pytest.raises(ValueError, match="not supported"):
+    with pytest.raises(ValueError, match="scheduler_config.json.*not supported"):
+        base_model_prediction_type(str(tmp_path / "base"))
+    (tmp_path / "base" / "scheduler" / "scheduler_config.json").write_text('{"prediction_type": ')  # truncated
+    with pytest.raises(ValueError, match="scheduler_config.json"):
         base_model_prediction_type(str(tmp_path / "base"))
 
 

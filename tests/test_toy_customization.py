@@ -107,6 +107,16 @@ def test_quick_experiment_runs_end_to_end(tmp_path):
     assert provenance["prediction_type"] == "v_prediction"
 
 
+def test_stage2_trains_what_the_config_says(tmp_path):
+    bench = _benchmark()
+    cfg = bench.ToyConfig()
+    full = bench.stage2_args(cfg, tmp_path, tmp_path / "m.jsonl", "full")
+    assert "--train-whole-unet" in full and "--init-weights" in full
+    paper_set = bench.stage2_args(bench.ToyConfig(stage2_whole_unet=False, base_steps=0), tmp_path,
+                                  tmp_path / "m.jsonl", "pisa_off")
+    assert "--train-whole-unet" not in paper_set and "--init-weights" not in paper_set and "--no-pisa" in paper_set
+
+
 # The scaled-down experiment (docs/toy_customization.md, "The scaled-down test"): 16x16 frames (a 2-level VAE, so
 # latents are still 8x8), plain one-colour subjects, 2 frames, no base pretraining: one `vm train` run of the whole
 # UNet with PISA + GIRL from random weights, then full vs reference_zeroed on 16 held-out subjects.

@@ -89,7 +89,7 @@ def load_base_components(sources: ModelSources, dtype: torch.dtype = torch.float
 def base_model_prediction_type(base_model: str) -> str:
     """What the base UNet predicts (``scheduler/scheduler_config.json``'s ``prediction_type``; epsilon when the
     base has no scheduler config, as for SD 1.x)."""
-    from .scheduler import base_prediction_type
+    from .scheduler import read_prediction_type
 
     try:
         config = resolve_source(base_model, subfolder="scheduler", filename="scheduler_config.json",
@@ -98,7 +98,7 @@ def base_model_prediction_type(base_model: str) -> str:
         logger.warning("%s has no scheduler/scheduler_config.json: assuming an epsilon-prediction base (SD 1.x, "
                        "AnimateDiff)", base_model)
         return "epsilon"
-    return base_prediction_type(config.parent)
+    return read_prediction_type(config)
 
 
 def _how(source: str) -> str:

@@ -4,26 +4,24 @@ The noise schedule is AnimateDiff's (linear betas 0.00085..0.012), fixed: a base
 ``scheduler_config.json`` is not used for it (Stable Diffusion 1.5 ships ``scaled_linear`` there, which is not
 what the motion modules were trained with). What the UNet predicts, however, is a property of its weights:
 epsilon for SD 1.x / AnimateDiff (and the official VideoMaker weights), ``v_prediction`` for some bases (SD 2.x
-768, our toy base). :func:`base_prediction_type` reads it from the base model's scheduler config, and both
-training (the loss target) and inference (the DDIM update) follow it.
+768, our toy base). :func:`read_prediction_type` reads it from a base model's scheduler config
+(``vm_model.components.base_model_prediction_type`` finds that file), and both training (the loss target) and
+inference (the DDIM update) follow it.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import torch
 
-logger = logging.getLogger(__name__)
-
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 
-DDIM_CONFIG = dict(
-    num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear", clip_sample=False,
-    timestep_spacing="linspace", steps_offset=1, prediction_type="epsilon", set_alpha_to_one=False,
-)
+NOISE_SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear",
+                      clip_sample=False)
+DDIM_CONFIG = dict(**NOISE_SCHEDULE, timestep_spacing="linspace", steps_offset=1, prediction_type="epsilon",
+                   set_alpha_to_one=False)
 
 
 def check_prediction_type(prediction_type: str) -> str:
@@ -43,28 +41,20 @@ def training_scheduler(prediction_type: str = "epsilon"):
     """DDPM with the same betas (its ``add_noise`` is the paper's forward process, used for video and GIRL noise)."""
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="linear",
-                         clip_sample=False, prediction_type=check_prediction_type(prediction_type))
+    return DDPMScheduler(**NOISE_SCHEDULE, prediction_type=check_prediction_type(prediction_type))
 
 
 def training_target(scheduler, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
     """What the UNet must output for ``add_noise(clean, noise, timesteps)``: the noise (epsilon) or the velocity
     sqrt(acp) * noise - sqrt(1 - acp) * clean (v_prediction), following ``scheduler.config.prediction_type``."""
-    kind = scheduler.config.prediction_type
-    if kind == "epsilon":
+    if check_prediction_type(scheduler.config.prediction_type) == "epsilon":
         return noise
-    if kind == "v_prediction":
-        return scheduler.get_velocity(clean, noise, timesteps)
-    raise ValueError(f"prediction type {kind!r} is not supported; choose one of {PREDICTION_TYPES}")
+    return scheduler.get_velocity(clean, noise, timesteps)
 
 
-def base_prediction_type(scheduler_dir: str | Path | None) -> str:
-    """``prediction_type`` of a base model's ``scheduler/scheduler_config.json``; epsilon when there is none (SD 1.x
-    folders without a scheduler config, the official release)."""
-    if scheduler_dir is None:
-        return "epsilon"
-    config = Path(scheduler_dir) / "scheduler_config.json"
-    if not config.is_file():
-        logger.info("no scheduler config at %s: assuming an epsilon-prediction base model", config)
-        return "epsilon"
-    return check_prediction_type(json.loads(config.read_text()).get("prediction_type", "epsilon"))
+def read_prediction_type(scheduler_config: str | Path) -> str:
+    """``prediction_type`` of a scheduler config file (diffusers' default, epsilon, when the key is absent)."""
+    try:
+        return check_prediction_type(json.loads(Path(scheduler_config).read_text()).get("prediction_type", "epsilon"))
+    except (ValueError, AttributeError) as err:  # JSONDecodeError is a ValueError; AttributeError: not an object
+        raise ValueError(f"cannot read the prediction type of the base model from {scheduler_config}: {err}") from err
