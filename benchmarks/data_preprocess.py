@@ -10,16 +10,16 @@
    vit_b at random init, saved to disk and loaded through the same code as real checkpoints). Model loading is
    excluded (summary.json's throughput covers the processing loop only).
 
-    python benchmarks/data_preprocess.py --out benchmarks/results/
+    python -m benchmarks.data_preprocess --out benchmarks/results/
+
+Results: ``<out>/data_preprocess.json`` and ``.md`` (default ``benchmarks/results/``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -27,8 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vm_common.logging_setup import setup_logging
-from vm_common.provenance import device_description, provenance
+from benchmarks.harness import cli
+from benchmarks.harness.provenance import device_description, provenance
+from benchmarks.harness.results import notes_section, table, write_results
+from benchmarks.harness.timing import side_by_side
 
 logger = logging.getLogger("benchmarks.data_preprocess")
 
@@ -73,19 +75,13 @@ def bench_decoding(work: Path, repeats: int, k: int = 4) -> list[dict]:
         check = read_frames(path, indices).frames
         full = read_video(path)
         assert np.array_equal(check, full[indices]), "sampled frames differ from the full decode"
-        times: dict[str, list[float]] = {"sampled": [], "decode_all": [], "decode_all_convert_k": []}
         methods = {
             "sampled": lambda: read_frames(path, indices),
             "decode_all": lambda: read_video(path),
             "decode_all_convert_k": lambda: decode_all_convert_k(path, indices),
         }
-        for r in range(repeats):
-            order = list(methods) if r % 2 == 0 else list(reversed(methods))
-            for name in order:
-                t0 = time.perf_counter()
-                methods[name]()
-                times[name].append(time.perf_counter() - t0)
-        med = {name: statistics.median(v) for name, v in times.items()}
+        runs = side_by_side(methods, repeats, order="alternate", label=label)
+        times, med = runs.wall_s, runs.medians()
         results.append({
             "encoding": label, "frames": info.num_frames, "fps": info.fps, "size": f"{info.width}x{info.height}",
             "k": k, "indices": indices, "file_bytes": path.stat().st_size, "repeats": repeats,
@@ -153,34 +149,30 @@ def bench_throughput(work: Path, *, tiny_clips: int, full_clips: int, full_k: in
 
 # -------------------------------------------------------------------------------------------------- report
 def to_markdown(report: dict) -> str:
-    lines = [f"# vm_data preprocessing benchmark", "", f"Device: {report['device']} (torch threads: "
+    lines = ["# vm_data preprocessing benchmark", "", f"Device: {report['device']} (torch threads: "
              f"{report['torch_threads']}); {report['provenance']['time_utc']}, commit "
              f"{report['provenance']['git_commit']}.", "",
-             "## Sampled-frame decoding vs whole-clip decoding (10 s, 512x512, 25 fps, K=4; medians)", "",
-             "| encoding | sampled (s) | decode all (s) | speed-up | decode all, RGB for K only (s) | speed-up |",
-             "|---|---|---|---|---|---|"]
-    for d in report["decoding"]:
-        m = d["median_s"]
-        lines.append(f"| {d['encoding']} | {m['sampled']:.3f} | {m['decode_all']:.3f} | "
-                     f"x{d['speedup_vs_decode_all']:.1f} | {m['decode_all_convert_k']:.3f} | "
-                     f"x{d['speedup_vs_decode_all_convert_k']:.1f} |")
+             "## Sampled-frame decoding vs whole-clip decoding (10 s, 512x512, 25 fps, K=4; medians)", ""]
+    lines += table(["encoding", "sampled (s)", "decode all (s)", "speed-up", "decode all, RGB for K only (s)",
+                    "speed-up"],
+                   [[d["encoding"], f"{d['median_s']['sampled']:.3f}", f"{d['median_s']['decode_all']:.3f}",
+                     f"x{d['speedup_vs_decode_all']:.1f}", f"{d['median_s']['decode_all_convert_k']:.3f}",
+                     f"x{d['speedup_vs_decode_all_convert_k']:.1f}"] for d in report["decoding"]])
     lines += ["", f"Repeats: {report['decoding'][0]['repeats']}, methods interleaved.", "",
-              "## Preprocessing throughput (CLI, model loading excluded)", "",
-              "| run | clips | clips/s | loop (s) | wall incl. loading (s) | outcome |", "|---|---|---|---|---|---|"]
-    for t in report["throughput"]:
-        lines.append(f"| {t['label']} | {t['clips']} | {t['clips_per_second']:.3f} | {t['loop_seconds']:.1f} | "
-                     f"{t['wall_seconds_incl_model_loading']:.1f} | {t['status']} |")
+              "## Preprocessing throughput (CLI, model loading excluded)", ""]
+    lines += table(["run", "clips", "clips/s", "loop (s)", "wall incl. loading (s)", "outcome"],
+                   [[t["label"], t["clips"], f"{t['clips_per_second']:.3f}", f"{t['loop_seconds']:.1f}",
+                     f"{t['wall_seconds_incl_model_loading']:.1f}", t["status"]] for t in report["throughput"]])
     lines += ["", "Random weights: the outcomes (kept / rejected) are meaningless; the timings are not. Thresholds "
               "were relaxed (`--nms-iou 0 --min-box-area 0 --min-mask-area 0`) so that every frame reaches SAM.",
               ""]
     if report.get("notes"):
-        lines += ["## Notes", ""] + [f"- {n}" for n in report["notes"]] + [""]
+        lines += notes_section(report["notes"]) + [""]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser = cli.scenario_parser(__doc__, summary_only=True)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--tiny-clips", type=int, default=16)
     parser.add_argument("--full-clips", type=int, default=2)
@@ -188,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-full", action="store_true")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     args = parser.parse_args(argv)
-    setup_logging("INFO")
+    cli.setup_logging()
     import torch
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -214,10 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             f"The machine was shared: 1-min load average {report['load_average_at_start'][0]:.1f} at the start and "
             f"{report['load_average_at_end'][0]:.1f} at the end on {cpus} CPUs, so absolute times are inflated; the "
             "interleaved decoding ratios are the robust figures.")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "data_preprocess.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    (args.out / "data_preprocess.md").write_text(to_markdown(report))
-    logger.info("wrote %s and %s", args.out / "data_preprocess.json", args.out / "data_preprocess.md")
+    js, md = write_results(args.out / "data_preprocess", report, to_markdown(report), sort_keys=True)
+    logger.info("wrote %s and %s", js, md)
     return 0
 
 

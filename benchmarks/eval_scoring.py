@@ -10,34 +10,31 @@ run. Face: the tiny SCRFD/ArcFace stand-ins in both (no full-size face architect
 in both for the main comparison (RAFT-large at 512x512 costs ~40 s per pair on the 2-core CPU); a separate line
 compares RAFT-large forwards (torchvision per pair vs ours) on small frames.
 
-    python benchmarks/eval_scoring.py --videos 3 --repeats 1
+    python -m benchmarks.eval_scoring --videos 3 --repeats 1
+
+Results: ``<out>.json`` and ``<out>.md`` (default ``benchmarks/results/eval_scoring``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from vm_common.io_utils import atomic_write_json, atomic_write_text
-from vm_common.provenance import device_description, provenance
+from benchmarks.harness import cli
+from benchmarks.harness.provenance import device_description, provenance
+from benchmarks.harness.results import write_results
+from benchmarks.harness.timing import median, side_by_side
 from vm_eval.clip import CLIP_MEAN, CLIP_STD, FULL_MODEL_NAME, ClipEncoder, clip_resize_crop
 from vm_eval.dino import IMAGENET_MEAN, IMAGENET_STD, DinoEncoder
 from vm_eval.encoders import EncoderConfig, Encoders
-from vm_eval.flow import DisFlow, DynamicRule, RaftFlow, dynamic_degree, pad_to_multiple, top_fraction_mean
+from vm_eval.flow import DisFlow, RaftFlow, dynamic_degree, top_fraction_mean
 from vm_eval.imaging import pil_to_normalized
 from vm_eval.scorer import Reference, VideoScorer
 from vm_eval.testing import shifting_video, smooth_texture
-
-OUT = Path(__file__).parent / "results"
-
 
 def build_models(seed: int = 0):
     import open_clip
@@ -188,57 +185,59 @@ def raft_compare(size: int = 128, frames: int = 4, iters: int = 20):
             "ours_s": round(t_ours, 3), "speedup": round(t_naive / t_ours, 2), "max_abs_flow_diff_px": diff}
 
 
+def render_markdown(result: dict) -> str:
+    """The markdown of a result (built from the result alone)."""
+    tn, to, r = median(result["naive_seconds"]), median(result["ours_seconds"]), result["raft_large_forward"]
+    return (f"# Scoring throughput: vm_eval vs naive per-metric scripts\n\n"
+            f"Device: {result['device']} ({result['torch_threads']} torch threads). {result['videos']} videos of "
+            f"{result['frames']} frames at {result['size']}x{result['size']}, {result['encoders']}; all six human "
+            f"metrics. Median of {result['repeats']} interleaved repeat(s); times include model loads.\n\n"
+            f"| implementation | seconds | videos/min |\n|---|---|---|\n"
+            f"| naive (per metric, per frame, own loads) | {tn:.1f} | {result['naive_videos_per_min']} |\n"
+            f"| vm_eval VideoScorer | {to:.1f} | {result['ours_videos_per_min']} |\n\n"
+            f"**Speedup: {result['speedup']}x** (target >= 2.5x). Max per-video metric difference between the two: "
+            f"{max(result['max_abs_metric_diff'].values()):.2e}.\n\n"
+            f"RAFT-large forward ({r['frames']} frames at {r['size']}x{r['size']}, {r['iters']} iterations): "
+            f"torchvision per pair {r['naive_s']} s vs shared-feature {r['ours_s']} s ({r['speedup']}x), max flow "
+            f"difference {r['max_abs_flow_diff_px']:.1e} px. RAFT-large at 512x512 was not timed on this CPU "
+            f"(~40 s per pair).\n"
+            f"\nNo GPU was available to this task; GPU figures are not measured.\n")
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = cli.scenario_parser(__doc__, out=cli.RESULTS_DIR / "eval_scoring",
+                            out_help="output path without suffix: writes OUT.json and OUT.md")
     p.add_argument("--videos", type=int, default=3)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--out", type=Path, default=OUT / "eval_scoring")
     args = p.parse_args(argv)
+    cli.setup_logging()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     clip, dino = build_models()
     clip_state, dino_state = clip.state_dict(), dino.state_dict()
     videos = make_videos(args.videos, args.size, args.frames)
     face_factory = lambda: Encoders(EncoderConfig(preset="tiny", device="cpu")).face  # noqa: E731
-    naive_t, ours_t, agree = [], [], None
-    for _ in range(args.repeats):  # interleaved A/B
-        t0 = time.perf_counter()
-        a = Naive(clip_state, dino_state, face_factory).score_all(videos)
-        naive_t.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        b = ours_score_all(clip_state, dino_state, videos)
-        ours_t.append(time.perf_counter() - t0)
-        agree = {m: float(np.nanmax(np.abs(np.array(a[m]) - np.array(b[m])))) if not
-                 np.all(np.isnan(a[m])) else 0.0 for m in a}
-    tn, to = statistics.median(naive_t), statistics.median(ours_t)
+    runs = side_by_side({"naive": lambda: Naive(clip_state, dino_state, face_factory).score_all(videos),
+                         "ours": lambda: ours_score_all(clip_state, dino_state, videos)}, args.repeats,
+                        label="scoring")  # interleaved A/B
+    a, b = runs.last["naive"], runs.last["ours"]
+    agree = {m: float(np.nanmax(np.abs(np.array(a[m]) - np.array(b[m])))) if not
+             np.all(np.isnan(a[m])) else 0.0 for m in a}
+    tn, to = median(runs.wall_s["naive"]), median(runs.wall_s["ours"])
     result = {
         "device": device_description(), "torch_threads": torch.get_num_threads(),
         "videos": args.videos, "frames": args.frames, "size": args.size, "repeats": args.repeats,
         "encoders": "random full-size CLIP ViT-B-32-quickgelu + DINO ViT-S/16; tiny face pack; DIS flow",
-        "naive_seconds": [round(t, 2) for t in naive_t], "ours_seconds": [round(t, 2) for t in ours_t],
+        "naive_seconds": [round(t, 2) for t in runs.wall_s["naive"]],
+        "ours_seconds": [round(t, 2) for t in runs.wall_s["ours"]],
         "naive_videos_per_min": round(60 * args.videos / tn, 2), "ours_videos_per_min": round(60 * args.videos / to, 2),
         "speedup": round(tn / to, 2), "max_abs_metric_diff": agree,
         "raft_large_forward": raft_compare(),
         "provenance": provenance(),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out.with_suffix(".json"), result)
-    r = result["raft_large_forward"]
-    md = (f"# Scoring throughput: vm_eval vs naive per-metric scripts\n\n"
-          f"Device: {result['device']} ({result['torch_threads']} torch threads). {args.videos} videos of "
-          f"{args.frames} frames at {args.size}x{args.size}, {result['encoders']}; all six human metrics. "
-          f"Median of {args.repeats} interleaved repeat(s); times include model loads.\n\n"
-          f"| implementation | seconds | videos/min |\n|---|---|---|\n"
-          f"| naive (per metric, per frame, own loads) | {tn:.1f} | {result['naive_videos_per_min']} |\n"
-          f"| vm_eval VideoScorer | {to:.1f} | {result['ours_videos_per_min']} |\n\n"
-          f"**Speedup: {result['speedup']}x** (target >= 2.5x). Max per-video metric difference between the two: "
-          f"{max(agree.values()):.2e}.\n\n"
-          f"RAFT-large forward ({r['frames']} frames at {r['size']}x{r['size']}, {r['iters']} iterations): torchvision "
-          f"per pair {r['naive_s']} s vs shared-feature {r['ours_s']} s ({r['speedup']}x), max flow difference "
-          f"{r['max_abs_flow_diff_px']:.1e} px. RAFT-large at 512x512 was not timed on this CPU (~40 s per pair).\n"
-          f"\nNo GPU was available to this task; GPU figures are not measured.\n")
-    atomic_write_text(args.out.with_suffix(".md"), md)
+    md = render_markdown(result)
+    write_results(args.out, result, md, sort_keys=True)
     sys.stdout.write(md)
     return 0
 

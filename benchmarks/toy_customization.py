@@ -9,7 +9,7 @@ the direction. Everything runs through the real code paths:
   1. pretrain the base as a text-to-video model on the domain with `vm train --train-whole-unet` and the reference
      always zeroed (the toy analogue of the pretrained AnimateDiff base the paper starts from);
   2. VideoMaker training with `vm train` (PISA + GIRL; the whole UNet trainable, see --stage2-whole-unet) from the
-     stage-1 weights (`--init-weights`), and the ablations pisa_off (`--no-pisa`) and girl_off (`--no-girl`),
+     stage-1 weights (`--weights`), and the ablations pisa_off (`--no-pisa`) and girl_off (`--no-girl`),
      trained the same way from the same base;
   3. generate held-out subjects with ``VideoMakerPipeline`` (classifier-free guidance with a zero reference in the
      unconditional branch) for full, reference_zeroed (the full model, all-zero reference latent), pisa_off and
@@ -45,7 +45,7 @@ if str(ROOT) not in sys.path:  # runnable as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from vm_common.config import add_dataclass_arguments, build_config, config_to_dict  # noqa: E402
-from vm_common.io_utils import atomic_write_json, read_jsonl  # noqa: E402
+from vm_common.io_utils import read_jsonl  # noqa: E402
 
 logger = logging.getLogger("toy_customization")
 
@@ -154,18 +154,21 @@ def subject_ranges(cfg: ToyConfig):
                           lanes=cfg.lanes, colours=cfg.colours)
 
 
-def eval_subjects(cfg: ToyConfig) -> list:
-    from vm_model.toy.domain import DIRECTIONS, random_subject
+def toy_domain(cfg: ToyConfig):
+    from vm_model.toy.domain import ToyDomain
 
-    rng = np.random.default_rng([cfg.seed, 1])  # a stream the training data never uses
-    names = list(DIRECTIONS)
-    return [random_subject(rng, cfg.size, cfg.num_frames, direction=names[i % len(names)],
-                           ranges=subject_ranges(cfg))
-            for i in range(cfg.eval_subjects)]
+    return ToyDomain(size=cfg.size, num_frames=cfg.num_frames, ranges=subject_ranges(cfg), seed=cfg.seed)
+
+
+def eval_subjects(cfg: ToyConfig) -> list:
+    """The held-out subjects: a stream the training data never uses (the toy benchmark's ``toy:<index>``)."""
+    from vm_model.toy.domain import heldout_subjects
+
+    return heldout_subjects(toy_domain(cfg), cfg.eval_subjects)
 
 
 def training_subjects(manifest: Path) -> list:
-    from vm_data.manifest import read_manifest
+    from vm_data.clip_manifest import read_manifest
     from vm_model.toy.domain import subject_from_dict
 
     return [subject_from_dict(row.extra["toy_subject"]) for row in read_manifest(manifest, status="kept")]
@@ -202,7 +205,7 @@ def base_args(cfg: ToyConfig, work: Path, manifest: Path) -> list[str]:
 
 
 def stage2_args(cfg: ToyConfig, work: Path, manifest: Path, name: str) -> list[str]:
-    init = ["--init-weights", str(work / "runs" / "base")] if cfg.base_steps > 0 else []
+    init = ["--weights", str(work / "runs" / "base")] if cfg.base_steps > 0 else []
     whole = ["--train-whole-unet"] if cfg.stage2_whole_unet else []
     return common_train_args(cfg, work, manifest) + init + whole + TRAINED[name] + [
         "--output-dir", str(work / "runs" / name), "--max-steps", str(cfg.steps),
@@ -269,7 +272,7 @@ def load_variant(cfg: ToyConfig, work: Path, variant: str):
     run = "full" if variant == "reference_zeroed" else variant
     sources = ModelSources(base_model=str(work / "base"), motion_adapter=str(work / "motion_adapter"),
                            videomaker_weights=str(work / "runs" / "base") if cfg.base_steps > 0 else None)
-    pipe = load_pipeline(sources, preset="full", device="cpu", dtype=torch.float32,
+    pipe = load_pipeline(sources, device="cpu", dtype=torch.float32,
                          pisa=PISAConfig(enabled=variant != "pisa_off"))
     report = load_videomaker_weights(pipe.unet, latest_checkpoint(work / "runs" / run) / "trainable.safetensors")
     pipe.set_progress_bar_config(disable=True)
@@ -399,12 +402,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help=f"smoke-sized run: {QUICK}")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
                         help="variants to train and evaluate (reference_zeroed needs full)")
+    parser.add_argument("--export", type=Path, default=None, metavar="DIR",
+                        help="after the run, write the shipped toy model (builtin:toy, --preset toy) into DIR: the "
+                             "toy base, motion adapter and 'full' VideoMaker weights as safetensors + toy.json "
+                             "(vm_model.toy.export); the package's copy is vm_model/toy/weights")
     add_dataclass_arguments(parser, ToyConfig)
     return parser
 
 
 def run(cfg: ToyConfig, out: Path, variants: list[str], quick: bool = False) -> dict:
-    from vm_common.provenance import provenance
+    from benchmarks.harness.provenance import provenance
+    from benchmarks.harness.results import write_results
     from vm_model.toy.components import build_toy_base, build_toy_motion_adapter, train_toy_vae
     from vm_model.toy.domain import make_toy_dataset, reference_image
 
@@ -491,7 +499,7 @@ def run(cfg: ToyConfig, out: Path, variants: list[str], quick: bool = False) -> 
     result["per_sample"] = per_sample
     result["timings"] = {"stages": clock.stages, "total": clock.total(), "loadavg_end": list(os.getloadavg())}
     result["timings"]["within_20_minutes_wall"] = result["timings"]["total"]["wall_s"] <= 20 * 60
-    atomic_write_json(out / "toy_customization.json", result)
+    write_results(out / "toy_customization", result, sort_keys=True)
     logger.info("wrote %s (%.0f s wall, %.0f s CPU)", out / "toy_customization.json",
                 result["timings"]["total"]["wall_s"], result["timings"]["total"]["cpu_s"])
     if not cfg.keep_work:
@@ -503,7 +511,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     base = {**config_to_dict(ToyConfig()), **(QUICK if args.quick else {})}
     cfg = build_config(ToyConfig, args, None, base=base)
-    run(cfg, args.out, list(args.variants), quick=args.quick)
+    if args.export is not None and not ({"full", "reference_zeroed"} <= set(args.variants) and cfg.keep_work
+                                        and cfg.steps > 0):
+        build_parser().error("--export needs the variants full and reference_zeroed (its measured fidelity), "
+                             "--steps > 0 and --keep-work")
+    result = run(cfg, args.out, list(args.variants), quick=args.quick)
+    if args.export is not None:
+        from vm_model.toy.export import export_toy_model
+
+        work = Path(cfg.work_dir) if cfg.work_dir else args.out / "toy_work"
+        command = " ".join(["python", "benchmarks/toy_customization.py", *(sys.argv[1:] if argv is None else argv)])
+        export_toy_model(work, result, args.export, command=command)
     return 0
 
 

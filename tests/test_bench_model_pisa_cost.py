@@ -1,16 +1,15 @@
-"""Smoke test of benchmarks/model_pisa_cost.py: its measurement functions on the tiny configs, in-process."""
+"""Smoke test of the model_pisa_cost benchmark (benchmarks/model_pisa_cost.py and benchmarks/pisa/): its
+measurement functions on the tiny configs, in-process."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "model_pisa_cost.py"
+from benchmarks import model_pisa_cost
+from benchmarks.pisa import forward, model, targets
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -23,41 +22,31 @@ def _one_thread():
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("model_pisa_cost", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
-
-
-@pytest.fixture(scope="module")
-def quick_result(bench, tmp_path_factory):
+def quick_result(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    args = bench.resolve_defaults(bench.build_parser().parse_args(
+    args = model_pisa_cost.resolve_defaults(model_pisa_cost.build_parser().parse_args(
         ["--quick", "--device", "cpu", "--threads", "1", "--out", str(out)]))
-    res = bench.run_benchmark(args, isolate=False)
-    res["notes"] = bench.explain(res)
-    js, md = bench.write_results(res, out)
+    res = model_pisa_cost.run_benchmark(args, isolate=False)
+    res["notes"] = targets.explain(res)
+    js, md = model_pisa_cost.write_results(res, out)
     return res, js, md
 
 
-def test_build_unet_matches_from_unet2d(bench):
+def test_build_unet_matches_from_unet2d():
     from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
 
-    unet_cfg, adapter_cfg, _ = bench.model_configs("tiny")
+    unet_cfg, adapter_cfg, _ = model.model_configs("tiny")
     torch.manual_seed(0)
     expected = UNetMotionModel.from_unet2d(UNet2DConditionModel(**unet_cfg), MotionAdapter(**adapter_cfg))
-    built = bench.build_unet("tiny", seed=0)
+    built = model.build_unet("tiny", seed=0)
     want, got = expected.state_dict(), built.state_dict()
     assert want.keys() == got.keys()
     for key in want:
         assert torch.equal(want[key], got[key]), key
 
 
-def test_flop_ratio_of_pisa_above_stock_on_tiny_shape(bench):
-    flops = {v: bench.count_forward_flops("tiny", v, 4, 64) for v in bench.FORWARD_VARIANTS}
+def test_flop_ratio_of_pisa_above_stock_on_tiny_shape():
+    flops = {v: model.count_forward_flops("tiny", v, 4, 64) for v in model.FORWARD_VARIANTS}
     assert all(f > 0 for f in flops.values())
     assert flops["pisa_concat"] / flops["stock"] > 1
     assert flops["pisa_lse"] / flops["stock"] > 1
@@ -68,7 +57,8 @@ def test_quick_run_json_structure(quick_result):
     res, js, md = quick_result
     data = json.loads(js.read_text())
     assert js.name == f"model_pisa_cost_{data['device_tag']}.json" and data["device_tag"].endswith("-quick")
-    for key in ("device", "model", "settings", "forward", "training", "targets", "sdpa_probe", "load_average", "code"):
+    for key in ("device", "model", "settings", "forward", "training", "targets", "sdpa_probe", "load_average", "code",
+                "provenance"):
         assert key in data, key
     assert data["device"]["cpu_model"] and data["device"]["torch"] == torch.__version__
     fw = data["forward"]
@@ -96,9 +86,9 @@ def test_quick_run_json_structure(quick_result):
     assert "| stock (" in text and "## Targets" in text and ("PASS" in text or "FAIL" in text)
 
 
-def test_summarize_ratios(bench):
+def test_summarize_ratios():
     raw = {"stock": [1.0, 2.0, 3.0], "pisa_concat": [1.5, 2.8, 4.5]}
-    out = bench.summarize(raw, {"stock": 100, "pisa_concat": 140})
+    out = forward.summarize(raw, {"stock": 100, "pisa_concat": 140})
     assert out["pisa_concat"]["median_s"] == 2.8
     assert out["pisa_concat"]["time_ratio"] == pytest.approx(1.4)
     assert out["pisa_concat"]["flop_ratio"] == pytest.approx(1.4)
@@ -106,5 +96,5 @@ def test_summarize_ratios(bench):
     assert out["pisa_concat"]["time_ratio_per_repeat"] == pytest.approx([1.5, 1.4, 1.5])
     assert "cpu_time_ratio" not in out["stock"]
     cpu = {"stock": [2.0, 2.0], "pisa_concat": [3.0, 3.0]}
-    with_cpu = bench.summarize(raw, {"stock": 100, "pisa_concat": 140}, cpu=cpu)
+    with_cpu = forward.summarize(raw, {"stock": 100, "pisa_concat": 140}, cpu=cpu)
     assert with_cpu["pisa_concat"]["cpu_time_ratio"] == pytest.approx(1.5)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from vm_data.augment import AugmentConfig, AugmentParams, apply_params, augment_reference, pick_reference, sample_params
 from vm_data.dataset import VideoClipDataset, effective_stride
-from vm_data.manifest import ManifestRow, append_manifest, read_manifest
+from vm_data.clip_manifest import ManifestRow, append_manifest, read_manifest
 from vm_data.synthetic import make_synthetic_dataset
 
 

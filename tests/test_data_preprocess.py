@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from vm_common.media import write_mp4
-from vm_data.manifest import read_manifest
+from vm_data.clip_manifest import read_manifest
 from vm_data.preprocess import main
 from vm_data.synthetic import PALETTE, SyntheticSubject, render_frames
 from vm_data.testing import write_video
@@ -188,6 +188,25 @@ def test_existing_output_needs_resume_or_overwrite(zoo_run, tmp_path):
     assert main(["--input", str(src), "--output", str(copy), "--resume", "--overwrite", *FAST]) == 2
 
 
+
+def test_resume_reads_row_shards_named_by_earlier_versions(zoo_run, tmp_path):
+    """An interrupted run of an earlier version left shards/rank-00000.jsonl: --resume keeps its rows and merges."""
+    import shutil
+
+    src, out, _ = zoo_run
+    old = tmp_path / "out"
+    shutil.copytree(out, old)
+    (old / "manifest.jsonl").unlink()
+    new_shard = old / "shards" / "clips-00000.jsonl"
+    lines = new_shard.read_text().splitlines(keepends=True)
+    (old / "shards" / "rank-00000.jsonl").write_text("".join(lines[:-3]))  # the last 3 clips never finished
+    new_shard.unlink()
+    assert main(["--input", str(src), "--output", str(old), "--resume", *FAST]) == 0
+    strip = lambda r: {k: v for k, v in r.items() if k != "extra"}  # noqa: E731
+    assert [strip(r) for r in _rows(old)] == [strip(r) for r in _rows(out)]  # every clip once, same decisions
+    assert json.loads((old / "summary.json").read_text())["throughput"]["clips_this_run"] == 3
+    assert len(new_shard.read_text().splitlines()) == 3  # only the missing clips were processed
+
 def test_tiny_preset_end_to_end(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
@@ -211,11 +230,14 @@ def test_yaml_config_and_flag_precedence(tmp_path):
     from vm_data.preprocess import resolve_configs
 
     cfg_file = tmp_path / "pre.yaml"
-    cfg_file.write_text("min_frames: 3\nbox_threshold: 0.5\noutput_size: 99\n")
+    cfg_file.write_text("min_frames: 3\nhighlight:\n  box_threshold: 0.5\n  output_size: 99\n")
     pre, hl = resolve_configs(["--config", str(cfg_file), "--input", "a", "--output", "b", "--output-size", "77"])
     assert pre.min_frames == 3 and hl.box_threshold == 0.5 and hl.output_size == 77
     cfg_file.write_text("min_framez: 3\n")
     with pytest.raises(ValueError, match="min_framez"):
+        resolve_configs(["--config", str(cfg_file), "--input", "a", "--output", "b"])
+    cfg_file.write_text("highlight:\n  box_treshold: 0.5\n")
+    with pytest.raises(ValueError, match="highlight.box_treshold"):
         resolve_configs(["--config", str(cfg_file), "--input", "a", "--output", "b"])
     assert main(["--input", str(tmp_path / "absent"), "--output", str(tmp_path / "o"), *FAST]) == 2
 

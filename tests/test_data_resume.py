@@ -34,7 +34,7 @@ def _rows(path: Path) -> list[dict]:
 
 def _shard_rows(out: Path) -> int:
     n = 0
-    for p in (out / "shards").glob("rank-*.jsonl"):
+    for p in (out / "shards").glob("clips-*.jsonl"):
         n += p.read_bytes().count(b"\n")
     return n
 
@@ -69,7 +69,7 @@ def test_kill_minus_nine_then_resume_processes_each_clip_once(clips, tmp_path):
     done_before = _shard_rows(out)
     assert 0 < done_before < 60
     # a torn last line (a writer killed inside its write) and a temporary file of an interrupted PNG write
-    shard = next((out / "shards").glob("rank-*.jsonl"))
+    shard = next((out / "shards").glob("clips-*.jsonl"))
     with open(shard, "a") as fh:
         fh.write('{"clip_id": "synthetic_00')
     (out / "references").mkdir(exist_ok=True)
@@ -80,7 +80,7 @@ def test_kill_minus_nine_then_resume_processes_each_clip_once(clips, tmp_path):
     rows = _rows(out / "manifest.jsonl")
     ids = [r["clip_id"] for r in rows]
     assert ids == [f"synthetic_{i:04d}" for i in range(60)]  # every clip exactly once, in input order
-    shard_ids = [r["clip_id"] for p in (out / "shards").glob("rank-*.jsonl") for r in _rows(p)]
+    shard_ids = [r["clip_id"] for p in (out / "shards").glob("clips-*.jsonl") for r in _rows(p)]
     assert sorted(shard_ids) == sorted(ids)  # no clip was processed twice across the three runs
     assert all(r["status"] == "kept" for r in rows)
     for r in rows:
@@ -91,6 +91,7 @@ def test_kill_minus_nine_then_resume_processes_each_clip_once(clips, tmp_path):
     assert summary["rows"] == 60 and summary["throughput"]["clips_this_run"] == 60 - done_before
 
 
+@pytest.mark.slow
 def test_accelerate_two_processes_split_disjointly_and_merge(clips, tmp_path):
     accelerate = shutil.which("accelerate") or str(Path(sys.executable).with_name("accelerate"))
     small = tmp_path / "small"
@@ -103,8 +104,8 @@ def test_accelerate_two_processes_split_disjointly_and_merge(clips, tmp_path):
            "-m", "vm_data.preprocess", "--input", str(small), "--output", str(out), *FAST]
     res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stderr[-4000:]
-    rank0 = {r["clip_id"] for r in _rows(out / "shards" / "rank-00000.jsonl")}
-    rank1 = {r["clip_id"] for r in _rows(out / "shards" / "rank-00001.jsonl")}
+    rank0 = {r["clip_id"] for r in _rows(out / "shards" / "clips-00000.jsonl")}
+    rank1 = {r["clip_id"] for r in _rows(out / "shards" / "clips-00001.jsonl")}
     assert rank0 and rank1 and not rank0 & rank1
     ids = [r["clip_id"] for r in _rows(out / "manifest.jsonl")]
     assert ids == sorted(p.stem for p in small.glob("*.mp4")) and set(ids) == rank0 | rank1

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vm_common.distributed import ProcessInfo
 from vm_common.io_utils import read_jsonl
 from vm_common.media import write_gif, write_mp4
 from vm_eval.aggregate import aggregate
@@ -17,12 +18,15 @@ from vm_eval.bench import main as bench_main
 from vm_eval.bench_defs import load_benchmark
 from vm_eval.encoders import EncoderConfig, Encoders
 from vm_eval.report import write_report
-from vm_eval.runner import ReferenceError_, ScoreTask, run_items, score_tasks
+from vm_model.presets import TINY_PROTOCOL
+from vm_model.protocol import GenerationProtocol
+from vm_eval.runner import ReferenceImageError, ScoreTask, run_items, score_tasks
 from vm_eval.scorer import VideoScorer
-from vm_eval.store import ProcessInfo, SampleStore, read_samples
+from vm_eval.store import SampleStore, read_samples
 from vm_eval.testing import FakeGenerator, shifting_video, smooth_texture
 
 CHROMIUM = Path("/usr/bin/chromium")
+TINY = GenerationProtocol(**TINY_PROTOCOL)
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +37,14 @@ def scorer():
 def _demo(out: Path):
     bench = load_benchmark("demo")
     subjects = bench.resolve_subjects(None, out)
-    return bench, bench.work_items(subjects)
+    return bench, bench.work_items(subjects, TINY.seeds)
 
 
 def test_run_writes_rows_and_resumes(tmp_path, scorer):
     out = tmp_path / "run"
     bench, items = _demo(out)
     gen = FakeGenerator()
-    stats = run_items(bench, items, out, method="Fake", preset="tiny", scorer=scorer, generate_fn=gen,
+    stats = run_items(bench, items, out, method="Fake", protocol=TINY, scorer=scorer, generate_fn=gen,
                       progress=False, common={"preset": "tiny", "random_weights": True})
     assert stats.done == 4 and len(gen.calls) == 4
     rows = list(read_jsonl(out / "samples.jsonl"))
@@ -53,7 +57,7 @@ def test_run_writes_rows_and_resumes(tmp_path, scorer):
     assert all((out / r["video"]).is_file() for r in rows)
     # resume: nothing is generated again
     gen2 = FakeGenerator()
-    stats2 = run_items(bench, items, out, method="Fake", preset="tiny", scorer=scorer, generate_fn=gen2,
+    stats2 = run_items(bench, items, out, method="Fake", protocol=TINY, scorer=scorer, generate_fn=gen2,
                        progress=False)
     assert stats2.skipped == 4 and gen2.calls == []
     # a killed run: the last video's rows lost and a torn line left behind -> only that video is redone
@@ -62,7 +66,7 @@ def test_run_writes_rows_and_resumes(tmp_path, scorer):
     kept = [ln for ln in lines if json.loads(ln)["sample_id"] != last]
     (out / "samples.jsonl").write_text("".join(kept) + '{"sample_id": "torn')
     gen3 = FakeGenerator()
-    run_items(bench, items, out, method="Fake", preset="tiny", scorer=scorer, generate_fn=gen3, progress=False)
+    run_items(bench, items, out, method="Fake", protocol=TINY, scorer=scorer, generate_fn=gen3, progress=False)
     assert len(gen3.calls) == 1
     assert len(read_samples(out)) == len(rows)
 
@@ -70,13 +74,13 @@ def test_run_writes_rows_and_resumes(tmp_path, scorer):
 def test_shards_are_disjoint_and_merge_to_the_single_process_result(tmp_path, scorer):
     single, sharded = tmp_path / "single", tmp_path / "sharded"
     bench, items = _demo(single)
-    run_items(bench, items, single, method="Fake", preset="tiny", scorer=scorer, generate_fn=FakeGenerator(),
+    run_items(bench, items, single, method="Fake", protocol=TINY, scorer=scorer, generate_fn=FakeGenerator(),
               progress=False)
     _, items2 = _demo(sharded)
     calls = []
     for idx in range(2):
         gen = FakeGenerator()
-        run_items(bench, items2, sharded, method="Fake", preset="tiny", scorer=scorer, generate_fn=gen,
+        run_items(bench, items2, sharded, method="Fake", protocol=TINY, scorer=scorer, generate_fn=gen,
                   proc=ProcessInfo(idx, 2), progress=False)
         calls.append({c for c in gen.calls})
     assert len(calls[0]) + len(calls[1]) == 4 and not (calls[0] & calls[1])
@@ -88,6 +92,27 @@ def test_shards_are_disjoint_and_merge_to_the_single_process_result(tmp_path, sc
         for m in ga["metrics"]:
             assert ga["metrics"][m]["value"] == pytest.approx(gb["metrics"][m]["value"], abs=1e-6)
 
+
+
+def test_shards_named_by_earlier_versions_resume_and_merge(tmp_path, scorer):
+    """A multi-process run of an earlier version left shards/samples.000.jsonl: its videos are not redone, and the
+    merge folds it into samples.jsonl."""
+    out = tmp_path / "old"
+    bench, items = _demo(out)
+    run_items(bench, items, out, method="Fake", protocol=TINY, scorer=scorer, generate_fn=FakeGenerator(),
+              proc=ProcessInfo(0, 2), progress=False)
+    (out / "shards" / "samples-00000.jsonl").rename(out / "shards" / "samples.000.jsonl")
+    rows = read_samples(out)
+    assert rows and {r["sample_id"] for r in rows} == {it.sample_id for it in items[0::2]}
+    again = FakeGenerator()
+    stats = run_items(bench, items, out, method="Fake", protocol=TINY, scorer=scorer, generate_fn=again,
+                      proc=ProcessInfo(0, 2), progress=False)
+    assert again.calls == [] and stats.skipped == stats.mine == 2
+    run_items(bench, items, out, method="Fake", protocol=TINY, scorer=scorer, generate_fn=FakeGenerator(),
+              proc=ProcessInfo(1, 2), progress=False)
+    assert SampleStore(out).merge() == len(read_samples(out)) > len(rows)
+    assert not (out / "shards").exists()
+    assert {r["sample_id"] for r in read_jsonl(out / "samples.jsonl")} == {it.sample_id for it in items}
 
 def test_score_bad_inputs_become_error_rows(tmp_path, scorer):
     from PIL import Image
@@ -139,7 +164,7 @@ def test_missing_reference_stops_before_any_work(tmp_path, scorer):
                                     "method": "M"}) + "\n")
     assert bench_main(["score", "--manifest", str(manifest), "--out", str(out), "--preset", "tiny"]) == 2
     assert not (out / "samples.jsonl").exists()
-    with pytest.raises(ReferenceError_):
+    with pytest.raises(ReferenceImageError):
         score_tasks([ScoreTask("x", "M", "s", "human", "p", "v.gif", str(tmp_path / "nope.png"))], out,
                     scorer=scorer, progress=False)
     del bench
@@ -173,7 +198,7 @@ def test_report_html_in_headless_chromium(tmp_path, scorer):
         pytest.skip("headless Chromium not installed at /usr/bin/chromium (apt-get install chromium)")
     out = tmp_path / "run"
     bench, items = _demo(out)
-    run_items(bench, items, out, method="Fake", preset="tiny", scorer=scorer, generate_fn=FakeGenerator(),
+    run_items(bench, items, out, method="Fake", protocol=TINY, scorer=scorer, generate_fn=FakeGenerator(),
               progress=False)
     write_report([out], out)
     page = (out / "report.html").read_text()

@@ -13,7 +13,7 @@ from vm_common.cli import main as vm_main
 from vm_common.media import read_video
 from vm_model.generate import main, read_prompts, slugify
 
-FAST = ["--preset", "tiny", "--num-frames", "3", "--steps", "2"]
+FAST = ["--preset", "tiny", "--num-frames", "3", "--steps", "2", "--height", "64", "--width", "64"]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_generate_writes_videos_and_sidecars_and_resumes(tmp_path, astronaut, ca
         assert read_video(out / f"{stem}.gif").shape == (3, 64, 64, 3)
         sidecar = json.loads((out / f"{stem}.json").read_text())
         assert sidecar["prompt"] == "A person reading a book."
-        assert sidecar["random_weights"] is True and sidecar["config"]["steps"] == 2
+        assert sidecar["random_weights"] is True and sidecar["config"]["generation"]["steps"] == 2
         assert sidecar["seed"] in (1, 2) and "versions" in sidecar and sidecar["sources"]["base_model"]
     a = read_video(out / f"{stems[0]}.mp4")
     b = read_video(out / f"{stems[1]}.mp4")
@@ -107,3 +107,28 @@ def test_highlight_option_records_what_happened(tmp_path, astronaut):
     note = json.loads((tmp_path / "o" / "000-x-s42.json").read_text())["highlight"][0]
     assert note["image"] == str(astronaut)
     assert note["highlight"] == "ok" or note["reason"]  # random tiny detector: either a box or a stated reason
+
+
+def test_yaml_preset_and_nested_sections_are_honoured(tmp_path, astronaut):
+    config = tmp_path / "c.yaml"
+    config.write_text("preset: tiny\ngeneration:\n  num_frames: 2\n  steps: 1\n  height: 64\n  width: 64\n")
+    assert main(["--config", str(config), "--image", str(astronaut), "--prompt", "x", "--out",
+                 str(tmp_path / "o")]) == 0
+    sidecar = json.loads((tmp_path / "o" / "000-x-s42.json").read_text())
+    assert sidecar["preset"] == "tiny" and sidecar["random_weights"] is True
+    assert sidecar["sources"]["base_model"] == "builtin:tiny" and sidecar["num_frames"] == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("generation:\n  frames: 3\n")
+    assert main(["--config", str(bad), "--image", str(astronaut), "--prompt", "x", "--out",
+                 str(tmp_path / "o2")]) == 2
+
+
+def test_resume_regenerates_when_the_protocol_changed(tmp_path, astronaut, caplog):
+    argv = FAST + ["--image", str(astronaut), "--prompt", "x", "--out", str(tmp_path / "o")]
+    assert main(argv) == 0
+    first = read_video(tmp_path / "o" / "000-x-s42.gif")
+    with caplog.at_level("INFO"):
+        assert main(argv + ["--guidance-scale", "2"]) == 0
+    assert "1 video(s), 0 already present" in caplog.text
+    assert json.loads((tmp_path / "o" / "000-x-s42.json").read_text())["generation"]["guidance_scale"] == 2.0
+    assert np.abs(read_video(tmp_path / "o" / "000-x-s42.gif").astype(int) - first).max() > 0

@@ -9,6 +9,7 @@ from diffusers import AnimateDiffPipeline
 from PIL import Image
 
 from vm_model.components import load_pipeline
+from vm_model.sources import ModelSources
 from vm_model.pipeline import VideoMakerPipeline
 
 CALL = dict(num_frames=3, num_inference_steps=2, output_type="np")
@@ -16,7 +17,7 @@ CALL = dict(num_frames=3, num_inference_steps=2, output_type="np")
 
 @pytest.fixture(scope="module")
 def pipe():
-    return load_pipeline(preset="tiny", device="cpu")
+    return load_pipeline(ModelSources(base_model="builtin:tiny", motion_adapter="builtin:tiny"), device="cpu")
 
 
 def _ref_image(seed=0, size=64):

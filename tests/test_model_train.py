@@ -190,6 +190,7 @@ def test_loss_masks_dropped_references():
     assert none_kept.item() == 0.0
 
 
+@pytest.mark.slow
 def test_two_process_training_with_accelerate_launch(tmp_path):
     """A real 2-process DDP run on CPU (gloo): both processes train, rank 0 writes one log and checkpoints."""
     import subprocess

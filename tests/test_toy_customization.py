@@ -76,7 +76,7 @@ def test_plain_subjects_have_one_colour():
 
 
 def test_captions_never_name_the_appearance(tmp_path):
-    from vm_data.manifest import read_manifest
+    from vm_data.clip_manifest import read_manifest
     from vm_model.toy.domain import make_toy_dataset
 
     manifest = make_toy_dataset(tmp_path / "data", 8, num_frames=8, size=32, seed=0)
@@ -86,6 +86,7 @@ def test_captions_never_name_the_appearance(tmp_path):
                for r in rows)
 
 
+@pytest.mark.slow
 def test_quick_experiment_runs_end_to_end(tmp_path):
     bench = _benchmark()
     out = tmp_path / "out"
@@ -111,10 +112,10 @@ def test_stage2_trains_what_the_config_says(tmp_path):
     bench = _benchmark()
     cfg = bench.ToyConfig()
     full = bench.stage2_args(cfg, tmp_path, tmp_path / "m.jsonl", "full")
-    assert "--train-whole-unet" in full and "--init-weights" in full
+    assert "--train-whole-unet" in full and "--weights" in full
     paper_set = bench.stage2_args(bench.ToyConfig(stage2_whole_unet=False, base_steps=0), tmp_path,
                                   tmp_path / "m.jsonl", "pisa_off")
-    assert "--train-whole-unet" not in paper_set and "--init-weights" not in paper_set and "--no-pisa" in paper_set
+    assert "--train-whole-unet" not in paper_set and "--weights" not in paper_set and "--no-pisa" in paper_set
 
 
 # The scaled-down experiment (docs/toy_customization.md, "The scaled-down test"): 16x16 frames (a 2-level VAE, so
@@ -126,6 +127,7 @@ SCALED_DOWN = ["--size", "16", "--vae-levels", "2", "--colours", "1", "--num-fra
                "--variants", "full", "reference_zeroed"]
 
 
+@pytest.mark.slow
 def test_scaled_down_full_method_beats_reference_zeroed(tmp_path):
     bench = _benchmark()
     out = tmp_path / "out"

@@ -2,7 +2,8 @@
 
 Images: EXIF orientation is applied; grayscale and palette images become RGB; 16-bit images are scaled to 8 bit
 (value >> 8 for uint16 PNG/TIFF); RGBA/LA images are composited onto white (the same white background that the
-subject-highlight preprocessing uses). Videos are read with PyAV (mp4, webm, gif, ...), written as mp4 (H.264
+subject-highlight preprocessing uses), or with ``alpha="drop"`` their transparency is discarded as PIL's
+``convert("RGB")`` does (what the official release and the authors' scripts do). Videos are read with PyAV (mp4, webm, gif, ...), written as mp4 (H.264
 via PyAV) and gif (imageio).
 """
 
@@ -36,7 +37,10 @@ class VideoReadError(MediaError):
     pass
 
 
-def _array_to_rgb_uint8(arr: np.ndarray, name: str) -> np.ndarray:
+ALPHA_MODES = ("white", "drop")
+
+
+def _array_to_rgb_uint8(arr: np.ndarray, name: str, alpha_mode: str = "white") -> np.ndarray:
     arr = np.asarray(arr)
     if arr.ndim == 2:
         arr = arr[..., None]
@@ -56,7 +60,10 @@ def _array_to_rgb_uint8(arr: np.ndarray, name: str) -> np.ndarray:
     elif arr.dtype != np.uint8:
         raise ImageLoadError(f"{name}: unsupported image dtype {arr.dtype}")
     channels = arr.shape[-1]
-    if channels in (2, 4):  # gray+alpha / RGBA: composite on white
+    if channels in (2, 4) and alpha_mode == "drop":  # as PIL's convert("RGB"): the colour as stored
+        arr = arr[..., :-1]
+        channels -= 1
+    elif channels in (2, 4):  # gray+alpha / RGBA: composite on white
         alpha = arr[..., -1:].astype(np.float32) / 255.0
         color = arr[..., :-1].astype(np.float32)
         arr = np.round(color * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
@@ -66,8 +73,12 @@ def _array_to_rgb_uint8(arr: np.ndarray, name: str) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def load_image(image: ImageLike, *, name: str | None = None) -> Image.Image:
-    """Load any supported image input as an 8-bit RGB PIL image (see the module docstring for conversions)."""
+def load_image(image: ImageLike, *, name: str | None = None, alpha: str = "white") -> Image.Image:
+    """Load any supported image input as an 8-bit RGB PIL image (see the module docstring for conversions).
+
+    ``alpha``: ``white`` composites transparent images on white; ``drop`` discards the alpha channel."""
+    if alpha not in ALPHA_MODES:
+        raise ValueError(f"alpha must be one of {ALPHA_MODES}, got {alpha!r}")
     label = name or (str(image) if isinstance(image, (str, os.PathLike)) else type(image).__name__)
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
@@ -93,10 +104,11 @@ def load_image(image: ImageLike, *, name: str | None = None) -> Image.Image:
         if image.mode in ("P", "PA"):
             image = image.convert("RGBA")
         if image.mode in ("RGBA", "LA", "La", "RGBa"):
-            return Image.fromarray(_array_to_rgb_uint8(np.asarray(image.convert("RGBA" if image.mode != "LA" else "LA")), label))
+            rgba = np.asarray(image.convert("RGBA" if image.mode != "LA" else "LA"))
+            return Image.fromarray(_array_to_rgb_uint8(rgba, label, alpha))
         return image.convert("RGB")
     if isinstance(image, np.ndarray):
-        return Image.fromarray(_array_to_rgb_uint8(image, label))
+        return Image.fromarray(_array_to_rgb_uint8(image, label, alpha))
     raise ImageLoadError(f"{label}: unsupported image input type {type(image).__name__}")
 
 
@@ -114,7 +126,9 @@ class VideoInfo:
         return self.num_frames / self.fps if self.fps > 0 else 0.0
 
 
-def _open_container(path: Path):
+def open_video_container(path: Path):
+    """An open PyAV container with at least one video stream; :class:`VideoReadError` naming the file when it is
+    missing, a directory, empty, not readable by FFmpeg or without video. The caller closes it."""
     import av
 
     if not path.exists():
@@ -136,7 +150,7 @@ def _open_container(path: Path):
 def video_info(path: str | os.PathLike) -> VideoInfo:
     """Frame count, fps and size from the container (frames counted by demuxing when the header lacks them)."""
     path = Path(path)
-    container = _open_container(path)
+    container = open_video_container(path)
     try:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 0.0)
@@ -155,7 +169,7 @@ def video_info(path: str | os.PathLike) -> VideoInfo:
 def read_video(path: str | os.PathLike, *, max_frames: int | None = None) -> np.ndarray:
     """Decode a whole video (or its first ``max_frames``) as uint8 RGB, shape (T, H, W, 3)."""
     path = Path(path)
-    container = _open_container(path)
+    container = open_video_container(path)
     frames: list[np.ndarray] = []
     try:
         for frame in container.decode(video=0):

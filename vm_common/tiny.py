@@ -28,8 +28,10 @@ def tiny_root() -> Path:
     return root
 
 
-def tiny_component(name: str, build: Callable[[Path], None]) -> Path:
-    """Return the folder of tiny component ``name``, building it with ``build(folder)`` on first use.
+def tiny_component(name: str, build: Callable[[Path], None],
+                   note: str = "random weights, built offline for the tiny preset\n") -> Path:
+    """Return the folder of tiny component ``name``, building it with ``build(folder)`` on first use (``note`` is
+    written to its ``.complete`` marker: what the component is).
 
     A file lock serialises builders across processes (tests with xdist, `accelerate launch`); the build goes to a
     temporary folder that is renamed into place, so a reader never sees half a component.
@@ -44,9 +46,9 @@ def tiny_component(name: str, build: Callable[[Path], None]) -> Path:
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=tiny_root()))
         try:
-            logger.info("building tiny component '%s' (random weights) in %s", name, target)
+            logger.info("building built-in component '%s' in %s", name, target)
             build(tmp)
-            (tmp / ".complete").write_text("random weights, built offline for the tiny preset\n")
+            (tmp / ".complete").write_text(note)
             shutil.rmtree(target, ignore_errors=True)  # an incomplete leftover of a killed build
             os.replace(tmp, target)
         finally:

@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from vm_common.media import VideoReadError, load_image, video_info
+from vm_common.status import KEPT
 
 from .augment import AugmentConfig, augment_reference, pick_reference
-from .manifest import ManifestRow, read_manifest
+from .clip_manifest import ManifestRow, read_manifest
 from .reference import pad_to_square
 from .video import read_frames, strided_indices
 
@@ -66,7 +67,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
         self.rows: list[ManifestRow] = []
         self.lengths: list[int] = []
         self.skipped: list[tuple[str, str]] = []
-        for row in read_manifest(self.manifest_path, status="kept"):
+        for row in read_manifest(self.manifest_path, status=KEPT):
             n = row.num_frames
             if n is None:
                 try:

@@ -24,7 +24,9 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from vm_common.devices import default_device
 from vm_common.media import ImageLike, ImageLoadError, load_image
+from vm_common.status import ERROR, OK
 from vm_common.tiny import PRESETS
 
 from . import filters
@@ -34,8 +36,7 @@ from .segment import Segmenter
 
 logger = logging.getLogger(__name__)
 
-OK = "ok"
-ERROR = "error"
+# an image's outcome: ok, the rejection reason of the filter that turned it down, or error (vm_common.status)
 STATUSES = (OK, filters.NO_DETECTION, filters.MULTIPLE_SUBJECTS, filters.SUBJECT_TOO_SMALL, filters.EMPTY_MASK,
             filters.BAD_IMAGE, ERROR)
 
@@ -240,12 +241,6 @@ def build_segmenter(spec: str | None, *, preset: str, device: str, config: Highl
     return load_sam_segmenter(source, device=device, batch_size=config.segmenter_batch_size), False
 
 
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def load_highlighter(preset: str = "full", device: str | None = None, config: HighlightConfig | None = None,
                      detector: str | None = None, segmenter: str | None = None) -> SubjectHighlighter:
     """Build the subject highlighter.
@@ -266,5 +261,4 @@ def load_highlighter(preset: str = "full", device: str | None = None, config: Hi
     return SubjectHighlighter(det, seg, config, random_weights=det_random or seg_random)
 
 
-__all__ = ["HighlightConfig", "HighlightResult", "SubjectHighlighter", "load_highlighter", "STATUSES", "OK", "ERROR",
-           "Detections"]
+__all__ = ["HighlightConfig", "HighlightResult", "SubjectHighlighter", "load_highlighter", "STATUSES", "Detections"]

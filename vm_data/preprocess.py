@@ -9,12 +9,14 @@ Output folder::
     OUT/summary.json          counts per status and reason, throughput, random_weights
     OUT/run.json              resolved config, provenance, weights used
     OUT/references/xx/ID_k.png, OUT/masks/xx/ID_k.png
-    OUT/shards/rank-NNNNN.jsonl   per-process rows (the resume state; merged into manifest.jsonl)
+    OUT/shards/clips-NNNNN.jsonl  per-process rows (the resume state; merged into manifest.jsonl)
+    OUT/shards/stats-NNNNN.json   per-process throughput of the last run
 
 Every process appends finished rows to its own shard file (one write + fsync per batch) after their PNGs were
 written and renamed into place, so a run killed at any moment loses at most the batch in flight. ``--resume``
-drops a torn last line, deletes temporary files of interrupted writes and skips every clip that has a row.
-Clip ``i`` (in the input's stable order) belongs to process ``i % num_processes``.
+drops a torn last line, deletes temporary files of interrupted writes and skips every clip that has a row (shards
+named ``rank-NNNNN.jsonl`` by earlier versions are read as well). Clip ``i`` (in the input's stable order) belongs
+to process ``i % num_processes`` (:func:`vm_common.distributed.split_for_process`).
 """
 
 from __future__ import annotations
@@ -34,23 +36,28 @@ from typing import Any
 import yaml
 
 from vm_common.config import add_dataclass_arguments, build_config, config_to_dict
+from vm_common.distributed import SHARD_DIR, process_info, shard_files, shard_path, split_for_process
 from vm_common.io_utils import append_jsonl, atomic_write_json, atomic_write_text, dumps_row, read_jsonl, repair_jsonl
 from vm_common.provenance import provenance
+from vm_common.status import ERROR, KEPT, REJECTED
 from vm_common.tiny import PRESETS
 
+from .clip_manifest import ManifestRow
+from .clip_processing import ClipRules, Prepared, finish_clips, prepare_clip
 from .highlight import HighlightConfig, load_highlighter
-from .manifest import ManifestRow
-from .pipeline import ClipRules, Prepared, finish_clips, prepare_clip
 from .sources import CELEBV_DEFAULT_FIELDS, FORMATS, ClipSpec, discover
 
 logger = logging.getLogger(__name__)
 
-STATE_NAMES = ("manifest.jsonl", "summary.json", "run.json", "shards", "references", "masks")
+STATE_NAMES = ("manifest.jsonl", "summary.json", "run.json", SHARD_DIR, "references", "masks")
+ROWS_SHARD = "clips"  # shards/clips-NNNNN.jsonl: one row per finished clip
+OLD_ROWS_SHARDS = ("rank",)  # shards/rank-NNNNN.jsonl, the name earlier versions wrote; still read
+STATS_SHARD = "stats"  # shards/stats-NNNNN.json
 
 
 @dataclass
 class PreprocessConfig:
-    """Options of `vm preprocess-dataset` (the highlight thresholds are in :class:`HighlightConfig`)."""
+    """Options of `vm preprocess-dataset` (the highlight thresholds are the nested :class:`HighlightConfig`)."""
 
     input: Path | None = field(default=None, metadata={"help": "folder of videos, CSV/JSONL manifest, CelebV-Text or "
                                                                 "VideoBooth root"})
@@ -90,6 +97,8 @@ class PreprocessConfig:
     limit: int | None = field(default=None, metadata={"help": "only the first N clips of the input"})
     log_every: float = field(default=30.0, metadata={"help": "seconds between throughput log lines"})
     config: Path | None = field(default=None, metadata={"help": "YAML file with any of these options", "cli": False})
+    highlight: HighlightConfig = field(default_factory=HighlightConfig, metadata={
+        "group": "subject highlight", "help": "thresholds and reference layout (YAML: a nested highlight: mapping)"})
 
     def rules(self) -> ClipRules:
         return ClipRules(
@@ -108,50 +117,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", type=Path, default=None, help="YAML file with any of the options below")
     add_dataclass_arguments(parser, PreprocessConfig)
-    group = parser.add_argument_group("subject highlight")
-    add_dataclass_arguments(group, HighlightConfig)  # type: ignore[arg-type]
     return parser
 
 
 def resolve_configs(argv: list[str]) -> tuple[PreprocessConfig, HighlightConfig]:
-    """defaults < YAML (--config, keys of either dataclass) < flags."""
+    """defaults < YAML (``--config``; the thresholds under a nested ``highlight:`` mapping) < flags."""
     args = build_parser().parse_args(argv)
-    yaml_values: dict[str, Any] = {}
-    if args.config is not None:
-        data = yaml.safe_load(Path(args.config).read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{args.config}: expected a mapping of option names")
-        yaml_values = data
-    pre_names = {f.name for f in dataclasses.fields(PreprocessConfig)}
-    hl_names = {f.name for f in dataclasses.fields(HighlightConfig)}
-    unknown = sorted(set(yaml_values) - pre_names - hl_names)
-    if unknown:
-        raise ValueError(f"{args.config}: unknown option(s) {unknown}")
-
-    def layered(cls, names):
-        values = {k: v for k, v in yaml_values.items() if k in names}
-        values.update({k: getattr(args, k) for k in names if getattr(args, k, None) is not None})
-        return build_config(cls, None, **values)
-
-    pre = layered(PreprocessConfig, pre_names)
+    pre = build_config(PreprocessConfig, args, args.config)
     pre.config = args.config
-    hl = layered(HighlightConfig, hl_names)
     if pre.input is None or pre.output is None:
         raise ValueError("--input and --output are required")
     if pre.resume and pre.overwrite:
         raise ValueError("--resume and --overwrite exclude each other")
     if pre.num_references < 1:
         raise ValueError(f"--num-references must be >= 1, got {pre.num_references}")
-    return pre, hl
+    return pre, pre.highlight
 
 
 # ----------------------------------------------------------------------------------------------- run state
 def _has_state(out: Path) -> bool:
-    return any((out / name).exists() for name in ("manifest.jsonl", "shards"))
+    return any((out / name).exists() for name in ("manifest.jsonl", SHARD_DIR))
 
 
-def shard_path(out: Path, rank: int) -> Path:
-    return out / "shards" / f"rank-{rank:05d}.jsonl"
+def row_shards(out: Path) -> list[Path]:
+    """Every process's row shard in ``out`` (either naming), by process index."""
+    return shard_files(out, ROWS_SHARD, old_kinds=OLD_ROWS_SHARDS)
 
 
 def clean_temporaries(out: Path) -> int:
@@ -166,7 +156,7 @@ def clean_temporaries(out: Path) -> int:
 
 def done_clip_ids(out: Path) -> set[str]:
     done: set[str] = set()
-    for path in sorted((out / "shards").glob("rank-*.jsonl")):
+    for path in row_shards(out):
         done.update(row["clip_id"] for row in read_jsonl(path) if "clip_id" in row)
     return done
 
@@ -181,9 +171,9 @@ def _prepare_output(cfg: PreprocessConfig, out: Path) -> None:
             elif target.exists():
                 target.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "shards").mkdir(exist_ok=True)
+    (out / SHARD_DIR).mkdir(exist_ok=True)
     if cfg.resume:
-        for path in sorted((out / "shards").glob("rank-*.jsonl")):
+        for path in row_shards(out):
             repair_jsonl(path)
         removed = clean_temporaries(out)
         if removed:
@@ -209,37 +199,35 @@ def _collate(batch: list[Prepared]) -> list[Prepared]:
 
 # ---------------------------------------------------------------------------------------------------- run
 def run(cfg: PreprocessConfig, hl_cfg: HighlightConfig) -> int:
-    from accelerate import PartialState
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    state = PartialState(cpu=_use_cpu(cfg.device))
-    rank, world = state.process_index, state.num_processes
+    proc = process_info(cfg.device)
+    rank, world = proc.index, proc.count
     out = Path(cfg.output).expanduser()
     has_state = _has_state(out)
-    state.wait_for_everyone()  # every process looks before the main process changes anything
+    proc.barrier()  # every process looks before the main process changes anything
     if has_state and not (cfg.resume or cfg.overwrite):
         logger.error("%s already holds a preprocessing run; pass --resume to continue it or --overwrite to "
                      "start again", out)
         return 2
-    if state.is_main_process:
+    if proc.is_main:
         _prepare_output(cfg, out)
-    state.wait_for_everyone()
+    proc.barrier()
 
     specs = discover(cfg.input, cfg.input_format, video_root=cfg.video_root,
                      celebv_fields=tuple(cfg.celebv_caption_fields))
     if cfg.limit is not None:
         specs = specs[: cfg.limit]
     done = done_clip_ids(out)
-    mine = [s for i, s in enumerate(specs) if i % world == rank and s.clip_id not in done]
+    mine = [s for s in split_for_process(specs, proc) if s.clip_id not in done]
     logger.info("process %d/%d: %d clips in the input, %d already done, %d to do here", rank, world, len(specs),
                 len(done & {s.clip_id for s in specs}), len(mine))
 
-    device = cfg.device or str(state.device)
-    highlighter = load_highlighter(cfg.preset, device=device, config=hl_cfg, detector=cfg.detector,
+    highlighter = load_highlighter(cfg.preset, device=proc.device, config=hl_cfg, detector=cfg.detector,
                                    segmenter=cfg.segmenter)
     random_weights = cfg.preset == "tiny" or highlighter.random_weights
-    if state.is_main_process:
+    if proc.is_main:
         atomic_write_json(out / "run.json", {
             "command": "preprocess-dataset", "config": config_to_dict(cfg), "highlight": config_to_dict(hl_cfg),
             "num_processes": world, "random_weights": random_weights,
@@ -253,11 +241,11 @@ def run(cfg: PreprocessConfig, hl_cfg: HighlightConfig) -> int:
     workers = auto_workers(world) if cfg.num_workers is None else max(0, cfg.num_workers)
     loader = DataLoader(_ClipLoader(mine, rules), batch_size=max(1, cfg.batch_clips), shuffle=False,
                         num_workers=workers, collate_fn=_collate, prefetch_factor=2 if workers > 0 else None)
-    my_shard = shard_path(out, rank)
+    my_shard = shard_path(out, ROWS_SHARD, rank)
     counts: Counter[str] = Counter()
     start = last_log = time.perf_counter()
     processed = 0
-    bar = tqdm(total=len(mine), unit="clip", desc=f"preprocess[{rank}]", disable=not state.is_main_process,
+    bar = tqdm(total=len(mine), unit="clip", desc=f"preprocess[{rank}]", disable=not proc.is_main,
                dynamic_ncols=True, mininterval=1.0)
     for batch in loader:
         rows = finish_clips(batch, highlighter, rules, out)
@@ -274,16 +262,14 @@ def run(cfg: PreprocessConfig, hl_cfg: HighlightConfig) -> int:
     elapsed = time.perf_counter() - start
     logger.info("process %d: %d clips in %.1f s (%.2f clips/s)", rank, processed, elapsed,
                 processed / max(elapsed, 1e-9))
-    atomic_write_json(out / "shards" / f"stats-{rank:05d}.json", {
+    atomic_write_json(shard_path(out, STATS_SHARD, rank, ".json"), {
         "rank": rank, "processed": processed, "seconds": elapsed, "counts": dict(counts)})
 
-    state.wait_for_everyone()
+    proc.barrier()
     code = 0
-    if state.is_main_process:
+    if proc.is_main:
         code = merge(out, specs, world=world, random_weights=random_weights)
-    if world > 1:
-        state.wait_for_everyone()
-        state.destroy_process_group()
+    proc.finish()
     return code
 
 
@@ -295,29 +281,18 @@ def auto_workers(num_processes: int) -> int:
     return max(0, min(4, cpus // max(1, num_processes) - 2))
 
 
-def _use_cpu(device: str | None) -> bool:
-    """CPU processes when asked (``--device cpu``, ``accelerate launch --cpu``) or when there is no GPU: without
-    this, processes started by a launcher on a GPU-less machine would each run as a lone single process."""
-    import os
-
-    import torch
-
-    flag = os.environ.get("ACCELERATE_USE_CPU", "").strip().lower() in ("1", "true", "yes")
-    return flag or (device or "").startswith("cpu") or not torch.cuda.is_available()
-
-
 def _count_key(row: ManifestRow) -> str:
-    if row.status == "kept":
-        return "kept"
-    if row.status == "error":
-        return f"error:{row.extra.get('error_kind', 'error')}"
-    return f"rejected:{row.reason}"
+    if row.status == KEPT:
+        return KEPT
+    if row.status == ERROR:
+        return f"{ERROR}:{row.extra.get('error_kind', ERROR)}"
+    return f"{REJECTED}:{row.reason}"
 
 
 def merge(out: Path, specs: list[ClipSpec], *, world: int, random_weights: bool) -> int:
     """Merge the shard files into ``manifest.jsonl`` in input order (one row per clip) and write the summary."""
     by_id: dict[str, dict] = {}
-    for path in sorted((out / "shards").glob("rank-*.jsonl")):
+    for path in row_shards(out):
         for row in read_jsonl(path):
             by_id.setdefault(row.get("clip_id"), row)
     rows, missing = [], []
@@ -334,15 +309,15 @@ def merge(out: Path, specs: list[ClipSpec], *, world: int, random_weights: bool)
     atomic_write_text(out / "manifest.jsonl", "".join(dumps_row(r) + "\n" for r in rows))
 
     statuses = Counter(r["status"] for r in rows)
-    reasons = Counter(r["reason"] for r in rows if r["status"] == "rejected")
-    errors = Counter((r.get("extra") or {}).get("error_kind", "error") for r in rows if r["status"] == "error")
-    stats = [json.loads(p.read_text()) for p in sorted((out / "shards").glob("stats-*.json"))]
+    reasons = Counter(r["reason"] for r in rows if r["status"] == REJECTED)
+    errors = Counter((r.get("extra") or {}).get("error_kind", ERROR) for r in rows if r["status"] == ERROR)
+    stats = [json.loads(p.read_text()) for p in shard_files(out, STATS_SHARD, ".json")]
     this_run = sum(s["processed"] for s in stats)
     seconds = max((s["seconds"] for s in stats), default=0.0)
     summary = {
         "clips": len(specs), "rows": len(rows), "missing": len(missing), "missing_clip_ids": missing[:100],
         "status": dict(statuses), "rejected_reasons": dict(reasons), "error_kinds": dict(errors),
-        "kept_fraction": statuses.get("kept", 0) / max(1, len(rows)),
+        "kept_fraction": statuses.get(KEPT, 0) / max(1, len(rows)),
         "throughput": {"clips_this_run": this_run, "seconds": seconds,
                        "clips_per_second": this_run / seconds if seconds > 0 else None, "num_processes": world},
         "random_weights": random_weights,

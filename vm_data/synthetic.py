@@ -15,8 +15,9 @@ import numpy as np
 
 from vm_common.io_utils import atomic_output, atomic_write_text
 from vm_common.media import write_mp4
+from vm_common.status import KEPT
 
-from .manifest import ManifestRow
+from .clip_manifest import ManifestRow
 from .reference import make_reference
 from .video import uniform_indices
 
@@ -156,7 +157,7 @@ def make_synthetic_dataset(out_dir: str | Path, num_clips: int = 8, num_frames: 
         rows.append(ManifestRow(
             clip_id=clip_id, video=video_rel,
             caption=f"a {colour} striped {word} moving {_direction(subject)} over a plain background",
-            references=refs, class_word=word, status="kept", masks=mask_paths, boxes=boxes,
+            references=refs, class_word=word, status=KEPT, masks=mask_paths, boxes=boxes,
             scores=[1.0] * len(refs), mask_area=areas, frame_indices=indices, num_frames=num_frames, fps=FPS,
             width=size, height=size, extra={"synthetic": True, "seed": seed},
         ))

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from vm_common.media import VideoReadError, _open_container
+from vm_common.media import VideoReadError, open_video_container
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def read_frames(path: str | os.PathLike, indices: Sequence[int], *, seek_gap: in
         raise ValueError("read_frames: no frame indices given")
     if wanted[0] < 0:
         raise ValueError(f"read_frames: negative frame index {wanted[0]} for {path}")
-    container = _open_container(path)
+    container = open_video_container(path)
     got: dict[int, np.ndarray] = {}
     warning = None
     try:

@@ -2,7 +2,8 @@
 
 - Scalar metrics: the ok values of a subject's videos are averaged, then the subject means; a subject without
   any ok value (e.g. Face Sim NaN: no face in any of its videos) is left out of the mean.
-- DD: the fraction of dynamic videos over all scored videos (flat, not per subject).
+- DD (and every boolean metric, e.g. the toy's motion direction): the fraction of scored videos where it holds
+  (flat, not per subject).
 - Beside every value: ``n_valid / n_total`` videos, subjects used, and for Face Sim the face-detection rate.
 Everything is sums and counts over rows, so the result does not depend on how the work was split.
 """
@@ -14,13 +15,15 @@ from typing import Iterable
 
 import numpy as np
 
-from .metrics import METRICS, get_metric
+from vm_common.status import OK
+
+from .metrics import KINDS, METRICS, get_metric
 from .store import dedupe
 
 
 def _metric_summary(rows: list[dict], metric: str) -> dict:
     spec = get_metric(metric)
-    ok = [r for r in rows if r.get("status") == "ok" and r.get("value") is not None]
+    ok = [r for r in rows if r.get("status") == OK and r.get("value") is not None]
     statuses: dict[str, int] = defaultdict(int)
     for r in rows:
         statuses[str(r.get("status"))] += 1
@@ -30,7 +33,7 @@ def _metric_summary(rows: list[dict], metric: str) -> dict:
     if spec.boolean:
         out["value"] = float(np.mean([float(r["value"]) for r in ok])) if ok else None
         out["n_subjects"] = len({str(r.get("subject")) for r in ok})
-        out["aggregation"] = "fraction of dynamic videos"
+        out["aggregation"] = spec.aggregation
     else:
         per_subject: dict[str, list[float]] = defaultdict(list)
         for r in ok:
@@ -68,7 +71,7 @@ def aggregate(rows: Iterable[dict]) -> dict:
         if str(r.get("method")) not in methods:
             methods.append(str(r.get("method")))
     groups: "OrderedDict[tuple[str, str], list[dict]]" = OrderedDict(
-        ((m, k), []) for m in methods for k in ("human", "object"))
+        ((m, k), []) for m in methods for k in KINDS)
     for r in dedupe(rows):
         groups[(str(r.get("method")), str(r.get("kind") or "human"))].append(r)
     groups = OrderedDict((k, v) for k, v in groups.items() if v)

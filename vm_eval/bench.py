@@ -11,24 +11,31 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vm_common.config import add_dataclass_arguments, build_config, config_to_dict
+from vm_common.distributed import process_info
 from vm_common.io_utils import atomic_write_json
 from vm_common.provenance import provenance
 from vm_common.weights import MissingWeightsError
+from vm_model.presets import PRESETS, presets_for
+from vm_model.protocol import GenerationProtocol
+from vm_model.sources import ModelSources
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class ScoringOptions:
-    preset: str = field(default="full", metadata={"help": "full: real weights; tiny: tiny random encoders (offline)",
-                                                  "choices": ["full", "tiny"]})
+    preset: str = field(default="full", metadata={
+        "help": "full: real weights; tiny: tiny random model and encoders (offline); toy: the shipped toy VideoMaker "
+                "(offline; its benchmark's metrics need no encoders, other metrics use the real ones)",
+        "choices": sorted(PRESETS)})
     protocol: str = field(default="videomaker", metadata={
         "help": "videomaker: the authors' choices, quirks included (faces fed to insightface as RGB); "
                 "corrected: BGR", "choices": ["videomaker", "corrected"]})
@@ -45,19 +52,26 @@ class ScoringOptions:
     report: bool = field(default=True, metadata={"help": "write tables and report.html at the end"})
 
 
+BENCHMARK_WEIGHTS = "benchmark"  # --weights value: the benchmark's weights for each subject kind
+
+
 @dataclass
 class RunConfig(ScoringOptions):
     benchmark: str = field(default="demo", metadata={"help": "human, object, demo, or a .json definition"})
     out: Path | None = field(default=None, metadata={"help": "output folder (resumable)"})
     method: str = field(default="VideoMaker", metadata={"help": "method name in the tables"})
     subjects: Path | None = field(default=None, metadata={"help": "folder of subject images (see docs/eval.md)"})
-    base_model: str | None = field(default=None, metadata={"help": "SD1.5 base model (full preset)"})
-    motion_adapter: str | None = field(default=None, metadata={"help": "AnimateDiff motion adapter (full preset)"})
-    videomaker_weights: str | None = field(default=None, metadata={
-        "help": "VideoMaker weights: human/object/path (default: the benchmark's, per subject kind)"})
     highlight: bool | None = field(default=None, metadata={"help": "subject-highlight the reference (default: as "
                                                                    "the benchmark says)"})
-    seeds: list[int] | None = field(default=None, metadata={"help": "override the benchmark's seeds"})
+    baselines: bool = field(default=True, metadata={
+        "help": "also generate and score the benchmark's baselines as methods '<method>: <baseline>' (toy: the same "
+                "model with the reference zeroed)"})
+    sources: ModelSources = field(default_factory=lambda: ModelSources(videomaker_weights=BENCHMARK_WEIGHTS),
+                                  metadata={"group": "model sources",
+                                            "help": f"--weights {BENCHMARK_WEIGHTS}: the benchmark's own weights "
+                                                    f"for each subject kind (human / object)"})
+    generation: GenerationProtocol = field(default_factory=GenerationProtocol, metadata={
+        "group": "generation protocol", "help": "defaults < the benchmark's protocol < the preset < --config < flags"})
 
 
 @dataclass
@@ -71,10 +85,16 @@ class ScoreConfig(ScoringOptions):
 def _encoders(cfg: ScoringOptions):
     from .encoders import EncoderConfig, Encoders
 
-    return Encoders(EncoderConfig(preset=cfg.preset, device=cfg.device, protocol=cfg.protocol, flow=cfg.flow,
+    return Encoders(EncoderConfig(preset=encoder_preset(cfg.preset), device=cfg.device, protocol=cfg.protocol, flow=cfg.flow,
                                   clip_weights=cfg.clip_weights, dino_weights=cfg.dino_weights,
                                   face_weights=cfg.face_weights, raft_weights=cfg.raft_weights,
                                   batch_size=cfg.batch_size))
+
+
+def encoder_preset(preset: str) -> str:
+    """Scoring encoders of a preset: tiny random ones for ``tiny``, the real ones otherwise (``toy``'s own metrics
+    need none)."""
+    return "tiny" if preset == "tiny" else "full"
 
 
 def _common_fields(cfg: ScoringOptions) -> dict:
@@ -87,51 +107,53 @@ def _families(kinds: set[str], flow: str) -> set[str]:
     return {get_metric(m).family for k in kinds for m in metrics_for(k, flow)}
 
 
-def _parser(prog: str, cls, doc: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=doc)
-    p.add_argument("--config", type=Path, default=None, help="YAML file of options (flags override it)")
-    add_dataclass_arguments(p, cls)
-    return p
-
-
 # ---------------------------------------------------------------------------------------------------------- run
-def make_generate_fns(cfg: RunConfig, bench, protocol, device: str, kinds: set[str]) -> dict:
-    """kind -> generate_fn(prompt, reference_image, seed) over the vm_model pipeline (one pipeline loaded at a time)."""
-    import torch
+def make_generate_fns(cfg: RunConfig, bench, device: str, kinds: set[str],
+                      protocol: GenerationProtocol | None = None, loaded: dict | None = None) -> dict:
+    """kind -> generate_fn(prompt, reference_image, seed) through ``vm_model.protocol.render_video``, the same code
+    as `vm generate` (one pipeline in memory at a time; items are grouped by subject). ``protocol``: default the
+    run's (a baseline's otherwise); ``loaded``: a pipeline cache shared between calls (the baselines reuse it)."""
+    from vm_model.components import load_pipeline
+    from vm_model.pisa import PISAConfig
+    from vm_model.protocol import render_video, to_uint8
 
-    try:
-        from vm_model.components import ModelSources, load_pipeline
-    except ImportError as exc:
-        raise SystemExit(f"vm bench run needs vm_model to generate videos ({exc}); "
-                         f"use `vm bench score` to score existing videos") from exc
-    loaded: dict = {}
+    protocol = protocol or cfg.generation
+    loaded = {} if loaded is None else loaded
 
     def pipeline_for(kind: str):
-        weights = cfg.videomaker_weights or (bench.weights.get(kind) if cfg.preset == "full" else None)
-        key = (kind if cfg.videomaker_weights is None else "user", weights)
+        sources = weights_for_kind(cfg.sources, bench, kind)
+        key = (sources.videomaker_weights, protocol.pisa_mode, protocol.dtype)
         if key not in loaded:
-            loaded.clear()  # one pipeline in memory at a time (items are grouped by subject)
-            if cfg.preset == "tiny":
-                sources = ModelSources(videomaker_weights=weights) if weights else None
-            else:
-                kw = {k: v for k, v in (("base_model", cfg.base_model), ("motion_adapter", cfg.motion_adapter))
-                      if v}
-                sources = ModelSources(videomaker_weights=weights, **kw)
-            loaded[key] = load_pipeline(sources, preset=cfg.preset, device=device)
+            loaded.clear()
+            loaded[key] = load_pipeline(sources, device=device, dtype=protocol.torch_dtype(device),
+                                        pisa=PISAConfig(mode=protocol.pisa_mode))
         return loaded[key]
 
     def fn_for(kind: str):
         def generate(prompt, reference_image, seed):
             pipe = pipeline_for(kind)
-            gen = torch.Generator(device=device).manual_seed(int(seed))
-            out = pipe(prompt=prompt, negative_prompt=protocol.negative_prompt, reference_image=reference_image,
-                       num_frames=protocol.num_frames, height=protocol.height, width=protocol.width,
-                       num_inference_steps=protocol.steps, guidance_scale=protocol.guidance_scale, generator=gen,
-                       output_type="np")
-            return out.frames
+            latents = pipe.prepare_reference_latents(reference_image, protocol.height, protocol.width, pipe.device,
+                                                     pipe.unet.dtype, encoding=protocol.reference_encoding,
+                                                     alpha=protocol.reference_alpha)
+            return to_uint8(render_video(pipe, protocol, prompt, latents, seed))
         return generate
 
     return {k: fn_for(k) for k in kinds}
+
+
+def methods_to_run(cfg: RunConfig, bench) -> list[tuple[str, GenerationProtocol]]:
+    """(method name, protocol): the model under the run's protocol, then each of the benchmark's baselines."""
+    methods = [(cfg.method, cfg.generation)]
+    if cfg.baselines:
+        methods += [(f"{cfg.method}: {b.name}", replace(cfg.generation, **b.protocol)) for b in bench.baselines]
+    return methods
+
+
+def weights_for_kind(sources: ModelSources, bench, kind: str) -> ModelSources:
+    """The sources with ``--weights benchmark`` replaced by the benchmark's weights for this subject kind."""
+    if sources.videomaker_weights != BENCHMARK_WEIGHTS:
+        return sources
+    return replace(sources, videomaker_weights=bench.weights.get(kind))
 
 
 def _load_highlighter(preset: str, device: str):
@@ -143,33 +165,42 @@ def _load_highlighter(preset: str, device: str):
     return load_highlighter(preset=preset, device=device)
 
 
+RUN_PRESETS = presets_for({"toy": {"method": "VideoMaker (toy)"}}, keys=("sources", "generation"))
+
+
+def resolve_run_config(args: argparse.Namespace):
+    """The run's config and benchmark: defaults < the benchmark's protocol < preset < --config < flags."""
+    from .bench_defs import load_benchmark
+
+    first = build_config(RunConfig, args, args.config, presets=RUN_PRESETS)
+    bench = load_benchmark(first.benchmark)
+    cfg = build_config(RunConfig, args, args.config, presets=RUN_PRESETS,
+                       base={"generation": bench.protocol, "highlight": bench.highlight})
+    return cfg, bench
+
+
 def cmd_run(argv: list[str]) -> int:
-    from dataclasses import replace
+    from vm_common.config import ConfigError
 
-    from .bench_defs import BenchmarkError, load_benchmark
+    from .bench_defs import BenchmarkError
     from .report import write_report
-    from .runner import ReferenceError_, load_references, run_items
+    from .runner import ReferenceImageError, load_references, run_items
     from .scorer import VideoScorer
-    from .store import SampleStore, process_info
+    from .store import SampleStore
 
-    args = _parser("vm bench run", RunConfig, "generate and score a benchmark").parse_args(argv)
-    cfg = build_config(RunConfig, args, args.config)
-    if cfg.out is None:
-        raise SystemExit("vm bench run: --out DIR is required")
-    proc = process_info()
+    args = build_parser().parse_args(["run", *argv])
     try:
-        bench = load_benchmark(cfg.benchmark)
-        if cfg.seeds:
-            bench.protocol = replace(bench.protocol, seeds=tuple(cfg.seeds))
-        if cfg.highlight is not None:
-            bench.protocol = replace(bench.protocol, highlight=cfg.highlight)
+        cfg, bench = resolve_run_config(args)
+        if cfg.out is None:
+            raise ConfigError("--out DIR is required")
         subjects = bench.resolve_subjects(cfg.subjects, cfg.out)
         load_references({s.id: s.image for s in subjects})
-    except (BenchmarkError, ReferenceError_) as exc:
+    except (BenchmarkError, ReferenceImageError, ConfigError) as exc:
         sys.stderr.write(f"vm bench run: {exc}\n")
         return 2
-    protocol = bench.protocol_for(cfg.preset)
-    items = bench.work_items(subjects)
+    proc = process_info(cfg.device)
+    protocol = cfg.generation
+    items = bench.work_items(subjects, protocol.seeds)
     kinds = {s.kind for s in subjects}
     encoders = _encoders(cfg)
     families = _families(kinds, cfg.flow)
@@ -180,26 +211,33 @@ def cmd_run(argv: list[str]) -> int:
         return 2
     device = str(encoders.device)
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    highlighter = _load_highlighter(cfg.preset, device) if protocol.highlight else None
-    generate = make_generate_fns(cfg, bench, protocol, device, kinds)
+    highlighter = _load_highlighter(encoder_preset(cfg.preset), device) if cfg.highlight else None
     scorer = VideoScorer(encoders)
-    stats = run_items(bench, items, cfg.out, method=cfg.method, preset=cfg.preset, scorer=scorer,
-                      generate_fn=generate, highlighter=highlighter, proc=proc, progress=cfg.progress,
-                      common=_common_fields(cfg))
+    random_weights = any(weights_for_kind(cfg.sources, bench, k).random_weights for k in kinds)
+    common = {**_common_fields(cfg), "random_weights": random_weights}
+    methods, loaded, stats = methods_to_run(cfg, bench), {}, None
+    for method, method_protocol in methods:
+        generate = make_generate_fns(cfg, bench, device, kinds, protocol=method_protocol, loaded=loaded)
+        method_stats = run_items(bench, items, cfg.out, method=method, protocol=method_protocol,
+                                 highlight=cfg.highlight, scorer=scorer, generate_fn=generate, highlighter=highlighter,
+                                 proc=proc, progress=cfg.progress, common=common)
+        if stats is None:
+            stats = method_stats
+        else:
+            stats.done, stats.skipped = stats.done + method_stats.done, stats.skipped + method_stats.skipped
+            stats.seconds += method_stats.seconds
     proc.barrier()
     if proc.is_main:
         SampleStore(cfg.out).merge() if proc.count > 1 else None
         atomic_write_json(Path(cfg.out) / "run.json", {
             "command": "run", "benchmark": bench.name, "benchmark_description": bench.description,
             "paper_table": bench.paper_table, "method": cfg.method, "preset": cfg.preset,
-            "random_weights": cfg.preset == "tiny", "protocol": cfg.protocol, "flow": cfg.flow,
-            "generation": {"num_frames": protocol.num_frames, "height": protocol.height, "width": protocol.width,
-                           "seeds": list(protocol.seeds), "steps": protocol.steps,
-                           "guidance_scale": protocol.guidance_scale, "negative_prompt": protocol.negative_prompt,
-                           "fps": protocol.fps, "highlight": protocol.highlight,
-                           "videomaker_weights": cfg.videomaker_weights or (bench.weights if cfg.preset == "full"
-                                                                            else None),
-                           "base_model": cfg.base_model, "motion_adapter": cfg.motion_adapter},
+            "methods": {name: {k: v for k, v in config_to_dict(p).items() if v != getattr(protocol, k)}
+                        for name, p in methods},
+            "random_weights": random_weights, "protocol": cfg.protocol, "flow": cfg.flow,
+            "generation": {**config_to_dict(protocol), "highlight": cfg.highlight,
+                           "negative_prompt_text": protocol.negative_prompt_text},
+            "sources": {k: dataclasses.asdict(weights_for_kind(cfg.sources, bench, k)) for k in sorted(kinds)},
             "scoring_models": encoders.describe(families),
             "reference_preprocessing": stats.extra.get("reference_preprocessing", {}),
             "subjects": {s.id: {"kind": s.kind, "class": s.cls, "image": s.image} for s in subjects},
@@ -208,29 +246,34 @@ def cmd_run(argv: list[str]) -> int:
             "config": config_to_dict(cfg), "started_utc": started, "provenance": provenance(),
         })
         if cfg.report:
-            summary = write_report([cfg.out], cfg.out, title=f"{bench.name}: {cfg.method}")
+            write_report([cfg.out], cfg.out, title=f"{bench.name}: {cfg.method}")
             _print_tables(cfg.out)
-            del summary
     return 0
 
 
 # -------------------------------------------------------------------------------------------------------- score
 def cmd_score(argv: list[str]) -> int:
-    from .manifest import ManifestError, read_manifest
     from .report import write_report
-    from .runner import ReferenceError_, load_references, score_tasks
+    from .runner import ReferenceImageError, load_references, score_tasks
+    from .score_manifest import ScoreManifestError, read_score_manifest
     from .scorer import VideoScorer
-    from .store import SampleStore, process_info
+    from .store import SampleStore
 
-    args = _parser("vm bench score", ScoreConfig, "score existing videos of any method").parse_args(argv)
-    cfg = build_config(ScoreConfig, args, args.config)
-    if cfg.manifest is None or cfg.out is None:
-        raise SystemExit("vm bench score: --manifest M.jsonl and --out DIR are required")
-    proc = process_info()
+    from vm_common.config import ConfigError
+
+    args = build_parser().parse_args(["score", *argv])
     try:
-        tasks = read_manifest(cfg.manifest, cfg.kind)
+        cfg = build_config(ScoreConfig, args, args.config)
+        if cfg.manifest is None or cfg.out is None:
+            raise ConfigError("--manifest M.jsonl and --out DIR are required")
+    except ConfigError as exc:
+        sys.stderr.write(f"vm bench score: {exc}\n")
+        return 2
+    proc = process_info(cfg.device)
+    try:
+        tasks = read_score_manifest(cfg.manifest, cfg.kind)
         load_references({t.reference: t.reference for t in tasks})
-    except (ManifestError, ReferenceError_) as exc:
+    except (ScoreManifestError, ReferenceImageError) as exc:
         sys.stderr.write(f"vm bench score: {exc}\n")
         return 2
     encoders = _encoders(cfg)
@@ -263,15 +306,8 @@ def cmd_score(argv: list[str]) -> int:
 # ------------------------------------------------------------------------------------------------------- report
 def cmd_report(argv: list[str]) -> int:
     from .report import write_report
-    from .tables import LAYOUTS
 
-    p = argparse.ArgumentParser(prog="vm bench report", description="tables and report.html from run folders")
-    p.add_argument("runs", nargs="+", type=Path, help="run folders (each with samples.jsonl)")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--layout", choices=LAYOUTS, default="paper",
-                   help="paper: Table 1 (human) / Table 2 (object); ablation: Table 3, rows in the given order")
-    p.add_argument("--title", default=None)
-    args = p.parse_args(argv)
+    args = build_parser().parse_args(["report", *argv])
     try:
         write_report(args.runs, args.out, layout=args.layout, title=args.title)
     except (FileNotFoundError, ValueError) as exc:
@@ -288,12 +324,37 @@ def _print_tables(out_dir: Path) -> None:
 COMMANDS = {"run": cmd_run, "score": cmd_score, "report": cmd_report}
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """`vm bench` with one subparser per subcommand, so that `vm bench run --help` lists every option."""
+    from .tables import LAYOUTS
+
+    parser = argparse.ArgumentParser(prog="vm bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+    run = sub.add_parser("run", help="generate and score a benchmark", description="generate and score a benchmark "
+                         "(resumable; accelerate launch shards it)")
+    run.add_argument("--config", type=Path, default=None, help="YAML file of options (nested: sources:, generation:)")
+    add_dataclass_arguments(run, RunConfig, presets=RUN_PRESETS)
+    score = sub.add_parser("score", help="score existing videos of any method",
+                           description="score existing videos of any method (resumable; shardable)")
+    score.add_argument("--config", type=Path, default=None, help="YAML file of options")
+    add_dataclass_arguments(score, ScoreConfig)
+    report = sub.add_parser("report", help="tables and report.html from run folders",
+                            description="tables and report.html from run folders")
+    report.add_argument("runs", nargs="+", type=Path, help="run folders (each with samples.jsonl)")
+    report.add_argument("--out", type=Path, required=True, help="output folder")
+    report.add_argument("--layout", choices=LAYOUTS, default="paper",
+                        help="paper: Table 1 (human) / Table 2 (object); ablation: Table 3, rows in the given order")
+    report.add_argument("--title", default=None, help="report title")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        sys.stdout.write(__doc__.strip() + "\n")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return COMMANDS[argv[0]](argv[1:])
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS[argv[0]](argv[1:])
+    build_parser().parse_args(argv)  # --help, or an error naming the valid subcommands (exit 2)
+    return 2
 
 
 if __name__ == "__main__":

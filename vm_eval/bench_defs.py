@@ -5,8 +5,12 @@ Subject images are the user's to supply (no public list of the paper's subjects 
 - ``human``: ``SUBJECTS/<person_id>.<png|jpg|jpeg|webp|bmp>``, one image per person;
 - ``object``: ``SUBJECTS/<class>/<subject_id>.<ext>`` for each of the 9 classes, 2 subjects per class.
 
-The ``demo`` benchmark ships its images (scikit-image's astronaut and chelsea) and writes them to
+The ``demo`` benchmark ships its images (scikit-image's astronaut and chelsea) and the ``toy`` benchmark renders its
+held-out toy subjects (``toy:<index>``, :func:`vm_model.toy.domain.heldout_reference`); both write them to
 ``OUT/subjects/`` so that every reference is a file, as in the real benchmarks.
+
+A benchmark may list ``baselines``: extra methods that `vm bench run` generates and scores beside the model, each
+the same model under a changed protocol (``toy``: the same model with the reference zeroed).
 """
 
 from __future__ import annotations
@@ -14,30 +18,16 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-TINY_PROTOCOL = {"num_frames": 8, "height": 128, "width": 128, "steps": 2}  # tiny preset overrides
 
 
 class BenchmarkError(ValueError):
     """A benchmark definition or its subject images cannot be used; the message says what and where."""
-
-
-@dataclass(frozen=True)
-class Protocol:
-    num_frames: int = 16
-    height: int = 512
-    width: int = 512
-    seeds: tuple[int, ...] = (42,)
-    steps: int = 30
-    guidance_scale: float = 8.0
-    negative_prompt: str = ""
-    fps: int = 8
-    highlight: bool = True
 
 
 @dataclass(frozen=True)
@@ -63,6 +53,15 @@ class Subject:
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """An extra method of a benchmark: the same model with some protocol fields changed."""
+
+    name: str  # appended to the method's name in the tables: "<method>: <name>"
+    protocol: dict  # GenerationProtocol fields it changes (over the run's protocol)
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class WorkItem:
     sample_id: str
     subject: Subject
@@ -77,32 +76,31 @@ class Benchmark:
     paper_table: str | None
     subjects_spec: dict
     prompts: list[Prompt]
-    protocol: Protocol
+    protocol: dict = field(default_factory=dict)  # GenerationProtocol fields this benchmark sets (vm_model.protocol)
+    highlight: bool = True  # subject-highlight the references, as the paper's evaluation did
     weights: dict[str, str] = field(default_factory=dict)
+    baselines: list[Baseline] = field(default_factory=list)
 
     def prompts_for(self, subject: Subject) -> list[Prompt]:
-        if subject.kind == "human":
-            return [p for p in self.prompts if p.kind == "human"]
+        if subject.kind in ("human", "toy"):
+            return [p for p in self.prompts if p.kind == subject.kind]
         return [p for p in self.prompts if p.kind == "object" and p.cls == subject.cls]
 
-    def work_items(self, subjects: list[Subject]) -> list[WorkItem]:
+    def work_items(self, subjects: list[Subject], seeds: list[int] | tuple[int, ...]) -> list[WorkItem]:
         """Subject x prompt x seed, in a fixed order (sharding splits this list)."""
         items = []
         for s in subjects:
             for p in self.prompts_for(s):
-                for seed in self.protocol.seeds:
-                    items.append(WorkItem(f"{s.id}/p{p.index:02d}/s{seed}", s, p, seed))
+                for seed in seeds:
+                    items.append(WorkItem(f"{s.id}/p{p.index:02d}/s{seed}", s, p, int(seed)))
         return items
-
-    def protocol_for(self, preset: str) -> Protocol:
-        return replace(self.protocol, **TINY_PROTOCOL) if preset == "tiny" else self.protocol
 
     # ------------------------------------------------------------------------------------------------ subjects
     def resolve_subjects(self, subjects_dir: Path | None, out_dir: Path) -> list[Subject]:
         """The subjects with their reference files; raises BenchmarkError before any work when one is missing."""
         spec = self.subjects_spec
         if spec["source"] == "builtin":
-            return [_materialize_builtin(item, out_dir / "subjects") for item in spec["items"]]
+            return [_materialize_builtin(item, out_dir / "subjects", spec.get("toy_domain")) for item in spec["items"]]
         if subjects_dir is None:
             raise BenchmarkError(f"benchmark '{self.name}' needs --subjects DIR with the subject images; "
                                  f"layout: {_layout_help(spec)}")
@@ -144,19 +142,34 @@ def _images_in(folder: Path) -> list[Path]:
                   and not p.name.startswith("."))
 
 
-def _materialize_builtin(item: dict, folder: Path) -> Subject:
+def _builtin_image(source: str, toy_domain: dict | None):
+    """The pixels of a built-in image: ``skimage:<name>`` or ``toy:<index>`` (a held-out toy subject's reference,
+    rendered from the benchmark's ``toy_domain``)."""
+    kind, _, name = source.partition(":")
+    if kind == "skimage":
+        from skimage import data
+
+        return getattr(data, name)()
+    if kind == "toy":
+        from vm_model.toy.domain import ToyDomain, heldout_reference
+
+        try:
+            index = int(name)
+            domain = ToyDomain.from_dict(toy_domain or {})
+        except (TypeError, ValueError) as exc:
+            raise BenchmarkError(f"built-in image {source!r}: {exc}") from None
+        return heldout_reference(domain, index)
+    raise BenchmarkError(f"unknown built-in image {source!r} (known: skimage:<name>, toy:<index>)")
+
+
+def _materialize_builtin(item: dict, folder: Path, toy_domain: dict | None = None) -> Subject:
     from PIL import Image
 
     from vm_common.io_utils import atomic_output
 
-    source = item["image"]
-    if not source.startswith("skimage:"):
-        raise BenchmarkError(f"unknown built-in image {source!r}")
     path = folder / f"{item['id']}.png"
     if not path.exists():
-        from skimage import data
-
-        arr = getattr(data, source.split(":", 1)[1])()
+        arr = _builtin_image(item["image"], toy_domain)
         with atomic_output(path) as tmp:
             Image.fromarray(arr).convert("RGB").save(tmp, format="PNG")
     return Subject(item["id"], item["kind"], str(path), item.get("class"))
@@ -198,7 +211,26 @@ def load_benchmark(name_or_path: str) -> Benchmark:
     for row in pspec.get("items", []):
         prompts.append(Prompt(int(row["index"]), row["prompt"], row["category"], row["kind"], row.get("class")))
     proto = dict(data.get("protocol", {}))
-    if "seeds" in proto:
-        proto["seeds"] = tuple(int(s) for s in proto["seeds"])
+    _check_protocol(proto, name_or_path)
+    baselines = []
+    for row in data.get("baselines", []):
+        _check_protocol({**proto, **row.get("protocol", {})}, f"{name_or_path} (baseline {row.get('name')!r})")
+        baselines.append(Baseline(str(row["name"]), dict(row.get("protocol", {})), row.get("description", "")))
     return Benchmark(data["name"], data.get("description", ""), data.get("paper_table"), data["subjects"], prompts,
-                     Protocol(**proto), dict(data.get("weights", {})))
+                     proto, bool(data.get("highlight", True)), dict(data.get("weights", {})), baselines)
+
+
+def _check_protocol(proto: dict, where: str) -> None:
+    """The benchmark's protocol keys must be GenerationProtocol fields with valid values."""
+    import dataclasses
+
+    from vm_model.protocol import GenerationProtocol
+
+    known = {f.name for f in dataclasses.fields(GenerationProtocol)}
+    unknown = sorted(set(proto) - known)
+    if unknown:
+        raise BenchmarkError(f"benchmark {where}: unknown protocol keys {unknown}; known: {sorted(known)}")
+    try:
+        GenerationProtocol(**proto)
+    except (TypeError, ValueError) as exc:
+        raise BenchmarkError(f"benchmark {where}: invalid protocol: {exc}") from None

@@ -1,4 +1,5 @@
-"""Load each evaluation model once and share it: CLIP, DINO, face (detector + ArcFace), optical flow.
+"""Load each evaluation model once and share it: CLIP, DINO, face (detector + ArcFace), optical flow, and the toy
+benchmark's weight-free metrics.
 
 ``preset='full'`` resolves the real weights (``vm weights`` lists them; a clear error names what is missing);
 ``preset='tiny'`` builds tiny random stand-ins (:mod:`vm_eval.tiny`) that load through the same code. On CUDA the
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import torch
+
+from vm_common.devices import default_device
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ class Encoders:
 
     def __init__(self, config: EncoderConfig | None = None):
         self.config = config or EncoderConfig()
-        dev = self.config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dev = self.config.device or default_device()
         self.device = torch.device(dev)
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
 
@@ -132,6 +135,13 @@ class Encoders:
 
         return RaftFlow.load(RAFT.resolve(c.raft_weights), arch="raft_large", device=self.device,
                              pair_batch=c.flow_pair_batch)
+
+    @cached_property
+    def toy(self):
+        """The toy benchmark's metrics (no weights: exact colour distances and OpenCV DIS flow)."""
+        from .toy import ToyMetrics
+
+        return ToyMetrics()
 
     def check_available(self, families: set[str]) -> None:
         """Resolve (without loading) the weights the given metric families need; raise MissingWeightsError early."""

@@ -19,8 +19,10 @@ from string import Template
 
 from PIL import Image
 
+from vm_common.status import OK
+
 from .metrics import METRICS, get_metric
-from .tables import DIS_NOTE, RANDOM_NOTE, _fmt, table_blocks
+from .tables import DIS_NOTE, RANDOM_NOTE, TOY_NOTE, format_value, table_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ def _summary_html(summary: dict, layout: str) -> str:
             cells = []
             for v, k, m in zip(r["values"], r["ranks"], cols):
                 s = r["group"]["metrics"].get(m, {})
-                text = _fmt(v)
+                text = format_value(v)
                 text = f"<b>{text}</b>" if k == 1 else (f"<u>{text}</u>" if k == 2 else text)
                 title = f"{s.get('n_valid', 0)}/{s.get('n_total', 0)} videos valid, {s.get('n_subjects', 0)} subjects"
                 cells.append(f'<td data-sort="{"" if v is None else v}" title="{_e(title)}">{text}</td>')
@@ -86,13 +88,15 @@ def _summary_html(summary: dict, layout: str) -> str:
                 parts.append('<p class="meta">' + "<br>".join(rates) + "</p>")
         if "dd_dis" in cols:
             parts.append(f'<p class="meta">{_e(DIS_NOTE)}</p>')
+        if b["kind"] == "toy":
+            parts.append(f'<p class="meta">{_e(TOY_NOTE)}</p>')
     return "\n".join(parts)
 
 
 def _value_cell(row: dict | None) -> str:
     if row is None:
         return '<td data-sort="">-</td>'
-    if row.get("status") == "ok":
+    if row.get("status") == OK:
         v = float(row["value"])
         return f'<td data-sort="{v}">{v:.4f}</td>'
     st = _e(row.get("status"))

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 class MetricSpec:
     name: str
     label: str  # as in the paper's tables
-    family: str  # which encoder computes it: clip, dino, face, flow
+    family: str  # which encoder computes it: clip, dino, face, flow, toy
     higher_is_better: bool
     description: str
     paper_comparable: bool = True
     kinds: tuple[str, ...] = ("human", "object")  # benchmark kinds the metric applies to
     boolean: bool = False  # per-video value is 0/1 (dynamic or not); aggregated as a fraction
+    aggregation: str = "fraction of dynamic videos"  # what a boolean metric's aggregate is
 
 
 METRICS: dict[str, MetricSpec] = {}
@@ -48,11 +49,23 @@ register_metric(MetricSpec("dd", "DD", "flow", True,
 register_metric(MetricSpec("dd_dis", "DD (DIS)", "flow", True,
                            "dynamic degree with OpenCV DIS flow instead of RAFT: weight-free, NOT comparable with the "
                            "paper's numbers", paper_comparable=False, boolean=True))
+# The toy benchmark's metrics (vm_model.toy.metrics; subjects of kind "toy", docs/toy_customization.md).
+register_metric(MetricSpec("toy_fidelity", "Fidelity err.", "toy", False,
+                           "colour earth mover's distance (RGB 0..255) between the generated subject's pixels (all "
+                           "frames) and the reference subject's: does the video wear the reference's colours",
+                           paper_comparable=False, kinds=("toy",)))
+register_metric(MetricSpec("toy_motion", "Motion dir.", "toy", True,
+                           "1 if the subject's mean DIS optical flow points in the direction the caption names, else 0",
+                           paper_comparable=False, kinds=("toy",), boolean=True,
+                           aggregation="fraction of videos moving in the captioned direction"))
 
-# The paper's column orders.
+# The paper's column orders (and the toy benchmark's).
 HUMAN_COLUMNS = ("clip_t", "face_sim", "clip_i", "dino_i", "t_cons", "dd")
 OBJECT_COLUMNS = ("clip_t", "clip_i", "dino_i", "t_cons", "dd")
-FAMILIES = ("clip", "dino", "face", "flow")
+TOY_COLUMNS = ("toy_fidelity", "toy_motion")
+KIND_COLUMNS = {"human": HUMAN_COLUMNS, "object": OBJECT_COLUMNS, "toy": TOY_COLUMNS}
+KINDS = tuple(KIND_COLUMNS)
+FAMILIES = ("clip", "dino", "face", "flow", "toy")
 
 
 def get_metric(name: str) -> MetricSpec:
@@ -63,7 +76,7 @@ def get_metric(name: str) -> MetricSpec:
 
 
 def metrics_for(kind: str, flow: str = "raft") -> tuple[str, ...]:
-    """The metrics scored for a subject of ``kind`` ('human' or 'object') with the given flow backend."""
+    """The metrics scored for a subject of ``kind`` ('human', 'object' or 'toy') with the given flow backend."""
     dd = "dd" if flow == "raft" else "dd_dis"
-    cols = HUMAN_COLUMNS if kind == "human" else OBJECT_COLUMNS
+    cols = KIND_COLUMNS.get(kind, OBJECT_COLUMNS)
     return tuple(dd if m == "dd" else m for m in cols)

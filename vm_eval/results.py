@@ -1,6 +1,7 @@
 """A metric's answer for one video: a value with status ``ok``, or ``skipped`` / ``error`` with a reason.
 
-A failure is never turned into a number: ``value`` is ``None`` unless the status is ``ok``.
+A failure is never turned into a number: ``value`` is ``None`` unless the status is ``ok``. The status words are
+those of a step result in :mod:`vm_common.status`.
 """
 
 from __future__ import annotations
@@ -8,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-OK, SKIPPED, ERROR = "ok", "skipped", "error"
-STATUSES = (OK, SKIPPED, ERROR)
+from vm_common.status import ERROR, OK, RESULT_STATUSES, SKIPPED
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,8 @@ class MetricResult:
     detail: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"unknown metric status {self.status!r}; expected one of {STATUSES}")
+        if self.status not in RESULT_STATUSES:
+            raise ValueError(f"unknown metric status {self.status!r}; expected one of {RESULT_STATUSES}")
         if self.status == OK and self.value is None:
             raise ValueError("an ok result needs a value")
         if self.status != OK and self.value is not None:

@@ -1,7 +1,8 @@
 """The scoring loops behind ``vm bench run`` (generate + score) and ``vm bench score`` (score existing videos).
 
-Both iterate over this process's share of the work (items split round-robin by process index, so shards are
-disjoint), skip videos whose rows are all present (resume), and append all rows of a video in one write.
+Both iterate over this process's share of the work (items split round-robin by process index with
+:func:`vm_common.distributed.split_for_process`, so shards are disjoint), skip videos whose rows are all present
+(resume), and append all rows of a video in one write.
 Generation is injected (``generate_fn(prompt, reference_image, seed) -> uint8 frames (F, H, W, 3)``), so the
 runner never imports vm_model; :mod:`vm_eval.bench` wires the real pipeline.
 """
@@ -18,21 +19,23 @@ from typing import Callable, Mapping
 import numpy as np
 from PIL import Image
 
+from vm_common.distributed import ProcessInfo, split_for_process
 from vm_common.media import MediaError, load_image, write_gif
-
-from .videoio import read_video_strict as read_video
+from vm_common.status import ERROR, OK, UNAVAILABLE
+from vm_model.protocol import GenerationProtocol
 
 from .bench_defs import Benchmark, Subject, WorkItem
 from .results import MetricResult
 from .scorer import Reference, VideoScorer
-from .store import ProcessInfo, SampleStore
+from .store import SampleStore
+from .videoio import read_video_strict
 
 logger = logging.getLogger(__name__)
 
 GenerateFn = Callable[[str, Image.Image, int], np.ndarray]
 
 
-class ReferenceError_(ValueError):
+class ReferenceImageError(ValueError):
     """A reference image is missing or unreadable; raised before any work starts."""
 
 
@@ -63,7 +66,8 @@ def load_references(paths: Mapping[str, str]) -> dict[str, Reference]:
         except MediaError as exc:
             problems.append(f"  - {key}: {exc}")
     if problems:
-        raise ReferenceError_("reference image(s) missing or unreadable; nothing was scored:\n" + "\n".join(problems))
+        raise ReferenceImageError("reference image(s) missing or unreadable; nothing was scored:\n"
+                                  + "\n".join(problems))
     return refs
 
 
@@ -100,16 +104,16 @@ class ReferencePrep:
 def prepare_reference(subject: Subject, image: Image.Image, size: tuple[int, int], highlighter, enabled: bool,
                       save_to: Path) -> ReferencePrep:
     """Subject highlight (vm_data) when the benchmark asks for it, else / on failure the raw image; resized."""
-    info: dict = {"method": "raw", "status": "ok", "reason": ""}
+    info: dict = {"method": "raw", "status": OK, "reason": ""}
     out = image
     if enabled:
         if highlighter is None:
-            info = {"method": "raw", "status": "unavailable",
+            info = {"method": "raw", "status": UNAVAILABLE,
                     "reason": "subject highlight requested but vm_data.highlight is not available"}
         else:
             res = highlighter.highlight(image, subject.highlight_text)
-            if res.status == "ok" and res.image is not None:
-                out, info = res.image, {"method": "subject-highlight", "status": "ok", "reason": "",
+            if res.status == OK and res.image is not None:
+                out, info = res.image, {"method": "subject-highlight", "status": OK, "reason": "",
                                         "text": subject.highlight_text}
             else:
                 info = {"method": "raw", "status": res.status, "text": subject.highlight_text,
@@ -122,17 +126,18 @@ def prepare_reference(subject: Subject, image: Image.Image, size: tuple[int, int
     return ReferencePrep(out, info)
 
 
-def run_items(bench: Benchmark, items: list[WorkItem], out_dir: Path, *, method: str, preset: str,
-              scorer: VideoScorer, generate_fn: GenerateFn | Mapping[str, GenerateFn], highlighter=None,
-              proc: ProcessInfo | None = None, progress: bool = True, common: dict | None = None) -> LoopStats:
-    """Generate and score this process's share of ``items``; rows go to the run's sample store."""
+def run_items(bench: Benchmark, items: list[WorkItem], out_dir: Path, *, method: str, protocol: GenerationProtocol,
+              scorer: VideoScorer, generate_fn: GenerateFn | Mapping[str, GenerateFn], highlight: bool = True,
+              highlighter=None, proc: ProcessInfo | None = None, progress: bool = True,
+              common: dict | None = None) -> LoopStats:
+    """Generate and score this process's share of ``items``; rows go to the run's sample store. ``protocol``
+    gives the size and fps (the generate functions apply the rest); ``highlight`` subject-highlights references."""
     proc = proc or ProcessInfo()
     out_dir = Path(out_dir)
     store = SampleStore(out_dir, proc)
-    protocol = bench.protocol_for(preset)
     refs = load_references({it.subject.id: it.subject.image for it in items})
     existing = store.existing()
-    mine = [it for i, it in enumerate(items) if i % proc.count == proc.index]
+    mine = split_for_process(items, proc)
     todo = [it for it in mine
             if not all((method, it.sample_id, m) in existing for m in scorer.metrics_for(it.subject.kind))]
     stats = LoopStats(total=len(items), mine=len(mine), skipped=len(mine) - len(todo))
@@ -145,13 +150,13 @@ def run_items(bench: Benchmark, items: list[WorkItem], out_dir: Path, *, method:
             s = it.subject
             if s.id not in preps:
                 preps[s.id] = prepare_reference(s, refs[s.id].image, (protocol.width, protocol.height), highlighter,
-                                                protocol.highlight, out_dir / "references" / f"{slug(s.id)}.png")
+                                                highlight, out_dir / "references" / f"{slug(s.id)}.png")
             gen = generate_fn[s.kind] if isinstance(generate_fn, Mapping) else generate_fn
             frames = as_uint8_frames(gen(it.prompt.text, preps[s.id].image, it.seed), it.sample_id)
             rel = Path("videos") / slug(method) / slug(s.id) / f"p{it.prompt.index:02d}_s{it.seed}.gif"
             write_gif(out_dir / rel, frames, fps=protocol.fps)
             # CLIP, DINO and face use the in-memory frames; DD runs on the saved GIF, as the paper did
-            dd_frames = read_video(out_dir / rel)
+            dd_frames = read_video_strict(out_dir / rel)
             results = scorer.score(frames, prompt=it.prompt.text, reference=refs[s.id], kind=s.kind,
                                    dd_frames=dd_frames)
             base = {
@@ -165,7 +170,7 @@ def run_items(bench: Benchmark, items: list[WorkItem], out_dir: Path, *, method:
             rows = result_rows(base, results)
             store.append(rows)
             stats.done += 1
-            stats.errors += sum(r["status"] == "error" for r in rows)
+            stats.errors += sum(r["status"] == ERROR for r in rows)
             bar.update(1)
     stats.seconds = time.perf_counter() - t0
     stats.extra["reference_preprocessing"] = {k: v.info for k, v in preps.items()}
@@ -193,7 +198,7 @@ def score_tasks(tasks: list[ScoreTask], out_dir: Path, *, scorer: VideoScorer, p
     store = SampleStore(Path(out_dir), proc)
     refs = load_references({t.reference: t.reference for t in tasks})
     existing = store.existing()
-    mine = [t for i, t in enumerate(tasks) if i % proc.count == proc.index]
+    mine = split_for_process(tasks, proc)
     todo = [t for t in mine if not all((t.method, t.sample_id, m) in existing for m in scorer.metrics_for(t.kind))]
     stats = LoopStats(total=len(tasks), mine=len(mine), skipped=len(mine) - len(todo))
     t0 = time.perf_counter()
@@ -203,7 +208,7 @@ def score_tasks(tasks: list[ScoreTask], out_dir: Path, *, scorer: VideoScorer, p
                     "category": t.category, "prompt": t.prompt, "video": t.video, "reference": t.reference, **t.extra,
                     **(common or {})}
             try:
-                frames = read_video(t.video)
+                frames = read_video_strict(t.video)
             except MediaError as exc:
                 results = {m: MetricResult.error(str(exc)) for m in scorer.metrics_for(t.kind)}
             else:
@@ -212,7 +217,7 @@ def score_tasks(tasks: list[ScoreTask], out_dir: Path, *, scorer: VideoScorer, p
             rows = result_rows(base, results)
             store.append(rows)
             stats.done += 1
-            stats.errors += sum(r["status"] == "error" for r in rows)
+            stats.errors += sum(r["status"] == ERROR for r in rows)
             bar.update(1)
     stats.seconds = time.perf_counter() - t0
     return stats

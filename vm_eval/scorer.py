@@ -98,6 +98,8 @@ class VideoScorer:
         if family == "face":
             ref_emb, reason = self._ref("face", reference)
             return {"face_sim": face_metric(ref_emb, reason, self.encoders.face.frame_embeddings(frames))}
+        if family == "toy":
+            return self.encoders.toy.score(frames, reference.image, prompt, tuple(names))
         if family == "flow":
             src = frames if dd_frames is None else dd_frames
             n, h, w = src.shape[:3]

@@ -1,9 +1,10 @@
 """Tables in the paper's layouts from a summary (:func:`vm_eval.aggregate.aggregate`): Markdown, CSV, LaTeX.
 
 Table 1 layout for human subjects (CLIP-T, Face Sim, CLIP-I, DINO-I, T.Cons, DD), Table 2 for objects (no Face
-Sim), Table 3 (ablation) = Table 1's columns with rows in the order given. In each column the best value is bold
-and the second underlined (direction from the metric registry). Below: per-category breakdown and the counts
-(n_valid/n_total per metric, face-detection rate).
+Sim), Table 3 (ablation) = Table 1's columns with rows in the order given; toy subjects get the toy benchmark's
+columns (fidelity error, motion direction). In each column the best value is bold and the second underlined
+(direction from the metric registry). Below: per-category breakdown and the counts (n_valid/n_total per metric,
+face-detection rate).
 """
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ from __future__ import annotations
 import csv
 import io
 
-from .metrics import HUMAN_COLUMNS, OBJECT_COLUMNS, get_metric
+from .metrics import KIND_COLUMNS, KINDS, OBJECT_COLUMNS, get_metric
 
 LAYOUTS = ("paper", "ablation")
 DIS_NOTE = "DD (DIS): OpenCV DIS flow instead of RAFT; NOT comparable with the paper's DD."
 RANDOM_NOTE = "RANDOM WEIGHTS (tiny preset): these numbers are meaningless; they only show the pipeline works."
+TOY_NOTE = ("Toy: Fidelity err. = colour earth mover's distance (RGB 0..255) between the generated subject and the "
+            "reference subject (lower is better); Motion dir. = fraction of videos moving in the captioned direction.")
 
 
 def _columns(kind: str, present: set[str]) -> list[str]:
-    base = HUMAN_COLUMNS if kind == "human" else OBJECT_COLUMNS
+    base = KIND_COLUMNS.get(kind, OBJECT_COLUMNS)
     cols = []
     for m in base:
         if m == "dd" and "dd" not in present and "dd_dis" in present:
@@ -30,6 +33,8 @@ def _columns(kind: str, present: set[str]) -> list[str]:
 
 
 def _title(kind: str, layout: str) -> str:
+    if kind == "toy":
+        return "Toy (fidelity error vs the reference, motion direction vs the caption)"
     if layout == "ablation":
         return "Ablation (Table 3 layout, human)" if kind == "human" else "Ablation (object)"
     return "Human (Table 1 layout)" if kind == "human" else "Object (Table 2 layout)"
@@ -44,7 +49,8 @@ def _ranks(values: list[float | None], higher: bool) -> list[int | None]:
     return [rank.get(round(v, 4)) if v is not None else None for v in values]
 
 
-def _fmt(v: float | None) -> str:
+def format_value(v: float | None) -> str:
+    """A metric value as the tables and the report show it: four decimals, ``n/a`` for none."""
     return "n/a" if v is None else f"{v:.4f}"
 
 
@@ -61,7 +67,7 @@ def table_blocks(summary: dict, layout: str = "paper") -> list[dict]:
     if layout not in LAYOUTS:
         raise ValueError(f"unknown table layout {layout!r}; expected one of {LAYOUTS}")
     blocks = []
-    for kind in ("human", "object"):
+    for kind in KINDS:
         groups = [g for g in summary["groups"] if g["kind"] == kind]
         if not groups:
             continue
@@ -90,10 +96,13 @@ def to_markdown(summary: dict, layout: str = "paper") -> str:
         cols = b["columns"]
         if "dd_dis" in cols:
             notes.add(DIS_NOTE)
+        if b["kind"] == "toy":
+            notes.add(TOY_NOTE)
         labels = [get_metric(m).label + ("↑" if get_metric(m).higher_is_better else "↓") for m in cols]
         out.append(f"## {b['title']}\n")
         out.append(_md_table(["Method"] + labels,
-                             [[r["method"]] + [_mark(_fmt(v), k, "md") for v, k in zip(r["values"], r["ranks"])]
+                             [[r["method"]] + [_mark(format_value(v), k, "md")
+                                               for v, k in zip(r["values"], r["ranks"])]
                               for r in b["rows"]]))
         # counts
         out.append(f"\n### {b['title']}: counts\n")
@@ -124,7 +133,7 @@ def to_markdown(summary: dict, layout: str = "paper") -> str:
                 cranks = [_ranks([row[j] for row in crow_vals], get_metric(m).higher_is_better)
                           for j, m in enumerate(cols)]
                 for i, r in enumerate(b["rows"]):
-                    body.append([c, r["method"]] + [_mark(_fmt(v), cranks[j][i], "md")
+                    body.append([c, r["method"]] + [_mark(format_value(v), cranks[j][i], "md")
                                                     for j, v in enumerate(crow_vals[i])])
             out.append(_md_table(["Category", "Method"] + labels, body))
         out.append("")
@@ -179,7 +188,7 @@ def to_latex(summary: dict, layout: str = "paper") -> str:
                 "\\begin{tabular}{l" + "c" * len(cols) + "}", "\\toprule",
                 "Method & " + " & ".join(labels) + " \\\\", "\\midrule"]
         for r in b["rows"]:
-            cells = [_mark(_fmt(v), k, "tex") for v, k in zip(r["values"], r["ranks"])]
+            cells = [_mark(format_value(v), k, "tex") for v, k in zip(r["values"], r["ranks"])]
             out.append(_tex_escape(r["method"]) + " & " + " & ".join(cells) + " \\\\")
         out += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
     return "\n".join(out)

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__all__ = ["VideoMakerPipeline", "PISAConfig", "install_pisa", "uninstall_pisa", "load_pipeline", "ModelSources"]
+__all__ = ["VideoMakerPipeline", "PISAConfig", "install_pisa", "uninstall_pisa", "load_pipeline", "ModelSources",
+           "GenerationProtocol"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .components import ModelSources, load_pipeline
+    from .components import load_pipeline
+    from .protocol import GenerationProtocol
+    from .sources import ModelSources
     from .pipeline import VideoMakerPipeline
     from .pisa import PISAConfig, install_pisa, uninstall_pisa
 
 _LAZY = {
     "VideoMakerPipeline": ".pipeline", "PISAConfig": ".pisa", "install_pisa": ".pisa", "uninstall_pisa": ".pisa",
-    "load_pipeline": ".components", "ModelSources": ".components",
+    "load_pipeline": ".components", "ModelSources": ".sources", "GenerationProtocol": ".protocol",
 }
 
 

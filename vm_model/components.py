@@ -1,74 +1,87 @@
-"""Loading the model components: the official base (or the tiny preset), the motion adapter, VideoMaker weights."""
+"""Loading the model components named by a :class:`~vm_model.sources.ModelSources`: the base model, the motion
+adapter and the VideoMaker weights (the official release, a `vm train` run, or a built-in)."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from vm_common.devices import default_device
 from vm_common.weights import MissingWeightsError, resolve_source
 
 from .pisa import PISAConfig
-from .registry import BASE_MODEL, MOTION_ADAPTER, VIDEOMAKER_HUMAN, VIDEOMAKER_OBJECT
+from .registry import VIDEOMAKER_HUMAN, VIDEOMAKER_OBJECT
+from .sources import ModelSources, builtin_name, resolve_builtin
 
 logger = logging.getLogger(__name__)
 
 OFFICIAL_WEIGHTS = {"human": VIDEOMAKER_HUMAN, "object": VIDEOMAKER_OBJECT}
 
-
-@dataclass
-class ModelSources:
-    """Where each pretrained component comes from: a local path or a Hugging Face id."""
-
-    base_model: str = field(default=BASE_MODEL.default, metadata={"help": "SD1.5 base (diffusers layout)"})
-    motion_adapter: str = field(default=MOTION_ADAPTER.default, metadata={"help": "AnimateDiff motion adapter"})
-    vae: str | None = field(default=None, metadata={"help": "VAE folder/id (default: the base model's vae/)"})
-    videomaker_weights: str | None = field(default=None, metadata={
-        "help": "'human' / 'object' (official release), a .bin/.safetensors state dict, or a `vm train` run or "
-                "checkpoint folder; none = the base model with untrained PISA"})
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+__all__ = ["ModelSources", "load_base_components", "load_pipeline", "resolve_videomaker_weights",
+           "base_model_prediction_type", "base_scheduler_config", "default_dtype"]
 
 
 def default_dtype(device: str | torch.device) -> torch.dtype:
     return torch.float16 if torch.device(device).type == "cuda" else torch.float32
 
 
-def tiny_sources(videomaker_weights: str | None = None) -> ModelSources:
-    from .tiny import tiny_base_model, tiny_motion_adapter
-
-    return ModelSources(base_model=str(tiny_base_model()), motion_adapter=str(tiny_motion_adapter()),
-                        videomaker_weights=videomaker_weights)
+def _how(source: str) -> str:
+    return (f"on a machine with network access run `huggingface-cli download {source}` and copy "
+            f"~/.cache/huggingface to this machine, or pass a local folder; `vm weights` lists everything needed")
 
 
-def sources_for_preset(preset: str, sources: ModelSources | None = None) -> ModelSources:
-    """``tiny`` replaces the base model and motion adapter with the tiny random ones (keeping trained weights)."""
-    if preset == "tiny":
-        return tiny_sources(sources.videomaker_weights if sources else None)
-    if preset == "full":
-        return sources or ModelSources()
-    raise ValueError(f"unknown preset {preset!r}; choose 'full' or 'tiny'")
+def component_path(source: str, component: str, what: str, *, subfolder: str | None = None,
+                   filename: str | None = None) -> Path:
+    """The local folder/file of one component: a built-in (built on first use), a local path or a hub id."""
+    if builtin_name(source):
+        path = resolve_builtin(source, component)
+        path = path / subfolder if subfolder else path
+        path = path / filename if filename else path
+        if not path.exists():
+            raise MissingWeightsError(what, source, [str(path)], "the built-in component is incomplete; delete it "
+                                      "(under $VM_TINY_DIR) to have it rebuilt")
+        return path
+    return resolve_source(source, subfolder=subfolder, filename=filename, what=what, how=_how(source))
+
+
+def base_scheduler_config(base_model: str) -> Path | None:
+    """The base model's ``scheduler/scheduler_config.json``, or None (with a warning) when it has none."""
+    try:
+        return component_path(base_model, "base_model", "base scheduler config", subfolder="scheduler",
+                              filename="scheduler_config.json")
+    except MissingWeightsError:
+        logger.warning("%s has no scheduler/scheduler_config.json: assuming an epsilon-prediction base (SD 1.x, "
+                       "AnimateDiff) and the paper's DDIM", base_model)
+        return None
+
+
+def base_model_prediction_type(base_model: str) -> str:
+    """What the base UNet predicts (``scheduler/scheduler_config.json``'s ``prediction_type``; epsilon when the
+    base has no scheduler config, as for SD 1.x)."""
+    from .scheduler import read_prediction_type
+
+    config = base_scheduler_config(base_model)
+    return "epsilon" if config is None else read_prediction_type(config)
 
 
 def load_base_components(sources: ModelSources, dtype: torch.dtype = torch.float32) -> dict:
-    """vae, text_encoder, tokenizer, unet (UNetMotionModel), motion_adapter, scheduler (DDIM, paper protocol)."""
+    """vae, text_encoder, tokenizer, unet (UNetMotionModel), motion_adapter, scheduler (DDIM as the release builds
+    it: the base's scheduler config with the release's overrides)."""
     from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel, UNetMotionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from .scheduler import inference_scheduler
+    from .scheduler import inference_scheduler_for
 
-    def where(source: str, subfolder: str | None, what: str) -> Path:
-        return resolve_source(source, subfolder=subfolder, what=what, how=_how(source))
-
-    unet_dir = where(sources.base_model, "unet", "base UNet")
-    text_dir = where(sources.base_model, "text_encoder", "base text encoder")
-    tok_dir = where(sources.base_model, "tokenizer", "base tokenizer")
-    vae_dir = where(sources.vae, None, "VAE") if sources.vae else where(sources.base_model, "vae", "base VAE")
-    adapter_dir = where(sources.motion_adapter, None, "motion adapter")
+    base = sources.base_model
+    unet_dir = component_path(base, "base_model", "base UNet", subfolder="unet")
+    text_dir = component_path(base, "base_model", "base text encoder", subfolder="text_encoder")
+    tok_dir = component_path(base, "base_model", "base tokenizer", subfolder="tokenizer")
+    vae_dir = (component_path(sources.vae, "vae", "VAE") if sources.vae
+               else component_path(base, "base_model", "base VAE", subfolder="vae"))
+    adapter_dir = component_path(sources.motion_adapter, "motion_adapter", "motion adapter")
+    scheduler = inference_scheduler_for(base_scheduler_config(base))
 
     unet2d = UNet2DConditionModel.from_pretrained(unet_dir, torch_dtype=dtype)
     adapter = MotionAdapter.from_pretrained(adapter_dir, torch_dtype=dtype)
@@ -82,34 +95,17 @@ def load_base_components(sources: ModelSources, dtype: torch.dtype = torch.float
         tokenizer=CLIPTokenizer.from_pretrained(tok_dir),
         unet=unet,
         motion_adapter=adapter,
-        scheduler=inference_scheduler(base_model_prediction_type(sources.base_model)),
+        scheduler=scheduler,
     )
 
 
-def base_model_prediction_type(base_model: str) -> str:
-    """What the base UNet predicts (``scheduler/scheduler_config.json``'s ``prediction_type``; epsilon when the
-    base has no scheduler config, as for SD 1.x)."""
-    from .scheduler import read_prediction_type
-
-    try:
-        config = resolve_source(base_model, subfolder="scheduler", filename="scheduler_config.json",
-                                what="base scheduler config")
-    except MissingWeightsError:
-        logger.warning("%s has no scheduler/scheduler_config.json: assuming an epsilon-prediction base (SD 1.x, "
-                       "AnimateDiff)", base_model)
-        return "epsilon"
-    return read_prediction_type(config)
-
-
-def _how(source: str) -> str:
-    return (f"on a machine with network access run `huggingface-cli download {source}` and copy "
-            f"~/.cache/huggingface to this machine, or pass a local folder; `vm weights` lists everything needed")
-
-
 def resolve_videomaker_weights(spec: str) -> Path:
-    """'human' / 'object' -> the official files; otherwise a local file or folder (our training checkpoints)."""
+    """'human' / 'object' -> the official files; ``builtin:<name>`` -> shipped weights; otherwise a local file or
+    folder (our training checkpoints)."""
     if spec in OFFICIAL_WEIGHTS:
         return OFFICIAL_WEIGHTS[spec].resolve()
+    if builtin_name(spec):
+        return resolve_builtin(spec, "videomaker_weights")
     path = Path(spec).expanduser()
     if not path.exists():
         raise MissingWeightsError("VideoMaker weights", spec, [str(path.resolve())],
@@ -118,22 +114,24 @@ def resolve_videomaker_weights(spec: str) -> Path:
     return path
 
 
-def load_pipeline(sources: ModelSources | None = None, preset: str = "full", device: str | None = None,
-                  dtype: torch.dtype | None = None, pisa: PISAConfig = PISAConfig()):
-    """Build a ready-to-call :class:`VideoMakerPipeline` (PISA installed, VideoMaker weights loaded if given)."""
+def load_pipeline(sources: ModelSources | None = None, device: str | None = None, dtype: torch.dtype | None = None,
+                  pisa: PISAConfig = PISAConfig()):
+    """Build a ready-to-call :class:`VideoMakerPipeline` (PISA installed, VideoMaker weights loaded if given).
+
+    ``sources`` default to the official base and motion adapter without VideoMaker weights;
+    ``ModelSources(base_model="builtin:tiny", motion_adapter="builtin:tiny")`` are the tiny random components."""
     from .checkpoint import load_videomaker_weights
     from .pipeline import VideoMakerPipeline
 
+    sources = sources or ModelSources()
     device = device or default_device()
     dtype = dtype or default_dtype(device)
-    sources = sources_for_preset(preset, sources)
-    components = load_base_components(sources, dtype=dtype)
-    pipe = VideoMakerPipeline(**components, pisa_config=pisa)
+    pipe = VideoMakerPipeline(**load_base_components(sources, dtype=dtype), pisa_config=pisa)
+    pipe.weights_report = None
     if sources.videomaker_weights:
-        report = load_videomaker_weights(pipe.unet, resolve_videomaker_weights(sources.videomaker_weights))
-        pipe.weights_report = report
+        pipe.weights_report = load_videomaker_weights(pipe.unet,
+                                                      resolve_videomaker_weights(sources.videomaker_weights))
     pipe.sources = sources
-    pipe.preset = preset
     pipe.to(device)
     pipe.set_progress_bar_config(disable=not logger.isEnabledFor(logging.INFO))
     return pipe

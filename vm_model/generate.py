@@ -4,8 +4,11 @@
     vm generate --preset tiny --image cat.png --prompts-file prompts.txt --seed 1 2 3 --out out/
 
 Per (prompt, seed) it writes ``NNN-<slug>-s<seed>.mp4``, ``.gif`` and a ``.json`` sidecar (prompt, seed, resolved
-config, weights, versions); videos already written are skipped, so an interrupted run resumes where it stopped.
-Reference images: EXIF rotation applied; RGBA composited on white; grayscale and 16-bit converted to 8-bit RGB;
+config, protocol, weights, versions); a video already written is skipped only when its sidecar's fingerprint
+proves it came from the same sources, protocol, reference pixels, prompt and seed, so an interrupted run resumes
+where it stopped and a changed setting regenerates. Every protocol number is a flag (see ``vm_model.protocol``;
+the official release's choices are one flag away). Reference images: EXIF rotation applied; RGBA composited on
+white (``--reference-alpha drop``: discarded); grayscale and 16-bit converted to 8-bit RGB;
 resized to the output size (as the official release does). ``--highlight head`` (or a class word such as ``dog``)
 first applies the subject-highlight preprocessing (Grounding DINO box -> SAM mask -> white background) that the
 model was trained with; without it the image is used as given.
@@ -15,52 +18,45 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import logging
+import json
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-
 from vm_common.config import add_dataclass_arguments, build_config, config_to_dict
 from vm_common.io_utils import atomic_write_json
 from vm_common.media import ImageLoadError, load_image, write_gif, write_mp4
 from vm_common.weights import MissingWeightsError
 
-from .components import ModelSources, default_device, load_pipeline
-from .pipeline import EVAL_NEGATIVE_PROMPT
+from vm_common.devices import default_device
+from vm_common.status import OK
+
+from .components import load_pipeline
 from .pisa import PISAConfig
+from .presets import PRESET_HELP, PRESETS, presets_for
+from .protocol import GenerationProtocol, render_video, to_uint8
+from .sources import ModelSources
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class GenerateConfig:
-    preset: str = field(default="full", metadata={"help": "full: the official base + weights; tiny: random tiny "
-                                                          "components (CPU, for trying the tool)",
-                                                  "choices": ["full", "tiny"]})
-    weights: str | None = field(default="human", metadata={"help": "'human' / 'object' (official), a file, a "
-                                                                   "`vm train` run folder, or 'none'"})
-    base_model: str | None = field(default=None, metadata={"help": "SD1.5 base folder or HF id"})
-    motion_adapter: str | None = field(default=None, metadata={"help": "motion adapter folder or HF id"})
-    vae: str | None = field(default=None, metadata={"help": "VAE folder or HF id"})
-    num_frames: int = field(default=16, metadata={"help": "frames per video"})
-    height: int | None = field(default=None, metadata={"help": "pixels (default: 512, the tiny preset 64)"})
-    width: int | None = field(default=None, metadata={"help": "pixels (default: 512, the tiny preset 64)"})
-    steps: int = field(default=30, metadata={"help": "DDIM steps"})
-    guidance_scale: float = field(default=8.0, metadata={"help": "classifier-free guidance scale"})
-    negative_prompt: str = field(default=EVAL_NEGATIVE_PROMPT, metadata={"help": "negative prompt"})
-    fps: float = field(default=8.0, metadata={"help": "frames per second of the written videos"})
-    pisa_mode: str = field(default="concat", metadata={"help": "concat, or lse (exact, cheaper inference)",
-                                                       "choices": ["concat", "lse"]})
+    preset: str = field(default="full", metadata={"help": PRESET_HELP, "choices": sorted(PRESETS)})
+    sources: ModelSources = field(default_factory=lambda: ModelSources(videomaker_weights="human"),
+                                  metadata={"group": "model sources"})
+    generation: GenerationProtocol = field(default_factory=GenerationProtocol,
+                                           metadata={"group": "generation protocol"})
     highlight: str | None = field(default=None, metadata={"help": "subject-highlight the image first with this "
                                                                   "detector prompt (e.g. 'head', 'dog')"})
     device: str | None = field(default=None, metadata={"help": "cuda / cpu (default: cuda when available)"})
 
 
-PRESET_DEFAULTS = {"full": {}, "tiny": dict(num_frames=8, steps=4, weights=None)}
+GENERATE_PRESETS = presets_for()
 
 
 def slugify(text: str, limit: int = 40) -> str:
@@ -91,25 +87,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reference image(s) of the subject; several images = several reference frames")
     p.add_argument("--prompt", action="append", default=None, help="text prompt (repeatable)")
     p.add_argument("--prompts-file", type=Path, default=None, help="one prompt per line ('#' comments)")
-    p.add_argument("--seed", nargs="+", type=int, default=[42], help="seeds (default: 42, as the paper)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--config", type=Path, default=None, help="YAML file of GenerateConfig keys")
-    add_dataclass_arguments(p, GenerateConfig)
+    p.add_argument("--config", type=Path, default=None, help="YAML file of GenerateConfig keys (nested: sources:, "
+                                                              "generation:)")
+    add_dataclass_arguments(p, GenerateConfig, presets=GENERATE_PRESETS)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    preset = args.preset or "full"
-    cfg = build_config(GenerateConfig, args, args.config, base=PRESET_DEFAULTS[preset])
     try:
+        cfg = build_config(GenerateConfig, args, args.config, presets=GENERATE_PRESETS)
         prompts = read_prompts(args.prompt, args.prompts_file)
-        references = [load_image(path) for path in args.image]
-    except (ValueError, FileNotFoundError) as exc:  # ImageLoadError is a ValueError
+        references = [load_image(path, alpha=cfg.generation.reference_alpha) for path in args.image]
+    except (ValueError, FileNotFoundError) as exc:  # ImageLoadError and ConfigError are ValueErrors
         logger.error("%s", exc)
         return 2
     try:
-        return generate(cfg, references, [str(p) for p in args.image], prompts, args.seed, args.out)
+        return generate(cfg, references, [str(p) for p in args.image], prompts, args.out)
     except (MissingWeightsError, ImageLoadError, ValueError) as exc:
         logger.error("%s", exc)
         return 2
@@ -118,13 +113,13 @@ def main(argv: list[str] | None = None) -> int:
 def _highlight(references, sources_names, cfg: GenerateConfig):
     from vm_data.highlight import load_highlighter
 
-    highlighter = load_highlighter(preset=cfg.preset, device=cfg.device)
+    highlighter = load_highlighter(preset="tiny" if cfg.preset == "tiny" else "full", device=cfg.device)
     out, notes = [], []
     for image, name in zip(references, sources_names):
         result = highlighter.highlight(image, cfg.highlight)
-        if result.status == "ok":
+        if result.status == OK:
             out.append(result.image)
-            notes.append({"image": name, "highlight": "ok", "box": result.box, "score": result.score})
+            notes.append({"image": name, "highlight": OK, "box": result.box, "score": result.score})
         else:
             logger.warning("%s: subject highlight failed (%s: %s); using the image as given", name, result.status,
                            result.reason)
@@ -133,60 +128,73 @@ def _highlight(references, sources_names, cfg: GenerateConfig):
     return out, notes
 
 
-def generate(cfg: GenerateConfig, references, reference_names: list[str], prompts: list[str], seeds: list[int],
-             out_dir: Path) -> int:
+def _fingerprint(run_identity: dict, prompt: str, seed: int) -> str:
+    """Digest of everything that decides a video: sources, protocol, references (bytes), prompt and seed."""
+    text = json.dumps({**run_identity, "prompt": prompt, "seed": int(seed)}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _already_made(out_dir: Path, stem: str, fingerprint: str) -> bool:
+    """True only for a complete video whose sidecar proves it came from the same inputs and config."""
+    if not all((out_dir / f"{stem}.{ext}").exists() for ext in ("mp4", "gif", "json")):
+        return False
+    try:
+        return json.loads((out_dir / f"{stem}.json").read_text()).get("fingerprint") == fingerprint
+    except (OSError, ValueError):
+        return False
+
+
+def generate(cfg: GenerateConfig, references, reference_names: list[str], prompts: list[str], out_dir: Path) -> int:
     from vm_common.provenance import provenance
 
-    weights = None if (cfg.weights in (None, "none")) else cfg.weights
-    sources = ModelSources(videomaker_weights=weights)
-    for name in ("base_model", "motion_adapter", "vae"):
-        if getattr(cfg, name):
-            setattr(sources, name, getattr(cfg, name))
+    protocol, sources = cfg.generation, cfg.sources
     device = cfg.device or default_device()
     highlight_notes: list[dict] = []
     if cfg.highlight:
         references, highlight_notes = _highlight(references, reference_names, cfg)
 
-    pipe = load_pipeline(sources, preset=cfg.preset, device=device, pisa=PISAConfig(mode=cfg.pisa_mode))
-    height = cfg.height or pipe.unet.config.sample_size * pipe.vae_scale_factor
-    width = cfg.width or pipe.unet.config.sample_size * pipe.vae_scale_factor
-    reference_latents = pipe.prepare_reference_latents(references, height, width, pipe.device, pipe.unet.dtype)
-    random_weights = cfg.preset == "tiny"
+    pipe = load_pipeline(sources, device=device, dtype=protocol.torch_dtype(device),
+                         pisa=PISAConfig(mode=protocol.pisa_mode))
+    reference_latents = pipe.prepare_reference_latents(references, protocol.height, protocol.width, pipe.device,
+                                                       pipe.unet.dtype, encoding=protocol.reference_encoding)
+    identity = {"sources": dataclasses.asdict(sources), "generation": dataclasses.asdict(protocol),
+                "highlight": cfg.highlight, "references": [_image_digest(im) for im in references]}
     run_info = {
-        "config": config_to_dict(cfg), "preset": cfg.preset, "random_weights": random_weights,
-        "sources": dataclasses.asdict(pipe.sources), "references": reference_names, "highlight": highlight_notes,
-        "weights_report": dataclasses.asdict(pipe.weights_report) if getattr(pipe, "weights_report", None) else None,
+        "config": config_to_dict(cfg), "preset": cfg.preset, "random_weights": sources.random_weights,
+        "sources": dataclasses.asdict(sources), "generation": dataclasses.asdict(protocol),
+        "references": reference_names, "highlight": highlight_notes,
+        "weights_report": dataclasses.asdict(pipe.weights_report) if pipe.weights_report else None,
         "pisa": dataclasses.asdict(pipe.pisa_config), **provenance(),
     }
-    if random_weights:
-        logger.warning("tiny preset: random weights, the videos are noise-like by design")
+    if sources.random_weights:
+        logger.warning("%s preset: random weights, the videos are noise-like by design", cfg.preset)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "run.json", run_info)
 
     done = skipped = 0
     for p_index, prompt in enumerate(prompts):
-        for seed in seeds:
+        for seed in protocol.seeds:
             stem = f"{p_index:03d}-{slugify(prompt)}-s{seed}"
-            if all((out_dir / f"{stem}.{ext}").exists() for ext in ("mp4", "gif", "json")):
+            fingerprint = _fingerprint(identity, prompt, seed)
+            if _already_made(out_dir, stem, fingerprint):
                 skipped += 1
                 continue
-            generator = torch.Generator(device="cpu").manual_seed(seed)
-            frames = pipe(prompt=prompt, negative_prompt=cfg.negative_prompt or None,
-                          reference_latents=reference_latents, num_frames=cfg.num_frames, height=height, width=width,
-                          num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale, generator=generator,
-                          output_type="np").frames[0]
-            video = np.clip(np.round(frames * 255.0), 0, 255).astype(np.uint8)
-            write_mp4(out_dir / f"{stem}.mp4", video, fps=cfg.fps)
-            write_gif(out_dir / f"{stem}.gif", video, fps=cfg.fps)
+            video = to_uint8(render_video(pipe, protocol, prompt, reference_latents, seed))
+            write_mp4(out_dir / f"{stem}.mp4", video, fps=protocol.fps)
+            write_gif(out_dir / f"{stem}.gif", video, fps=protocol.fps)
             atomic_write_json(out_dir / f"{stem}.json", {
                 "prompt": prompt, "seed": seed, "video": f"{stem}.mp4", "gif": f"{stem}.gif",
                 "num_frames": int(video.shape[0]), "height": int(video.shape[1]), "width": int(video.shape[2]),
-                **run_info,
+                "fingerprint": fingerprint, **run_info,
             })
             done += 1
             logger.info("wrote %s", out_dir / f"{stem}.mp4")
     logger.info("generated %d video(s), %d already present, in %s", done, skipped, out_dir)
     return 0
+
+
+def _image_digest(image) -> str:
+    return hashlib.sha256(np.asarray(image).tobytes() + str(np.asarray(image).shape).encode()).hexdigest()
 
 
 if __name__ == "__main__":

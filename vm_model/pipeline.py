@@ -21,16 +21,19 @@ logger = logging.getLogger(__name__)
 
 ReferenceInput = Union[str, os.PathLike, Image.Image, np.ndarray]
 
-# The negative prompt of the authors' evaluation script (eval-protocol.md); the official inference.py uses another.
-EVAL_NEGATIVE_PROMPT = ("asymmetry, worst quality, low quality, illustration, 3d, 2d, painting, cartoons, sketch, "
-                        "multiple people, text on the screen, nobody, awkward angles, Facial blur")
+def encode_reference_images(vae, images: torch.Tensor, encoding: str = "mean") -> torch.Tensor:
+    """VAE-encode reference images (N, 3, H, W) in [-1, 1] without noise, scaled as the UNet sees them.
 
-
-def encode_reference_images(vae, images: torch.Tensor) -> torch.Tensor:
-    """VAE-encode reference images (N, 3, H, W) in [-1, 1] without noise: the latent mean, scaled as the UNet sees
-    it. Training and inference both use this, so the reference latents match."""
+    ``encoding``: ``mean`` (the latent mean: deterministic; training and our inference use it, so the reference
+    latents match) or ``sample`` (the official release: ``latent_dist.sample()`` from the global RNG)."""
     posterior = vae.encode(images.to(device=vae.device, dtype=vae.dtype)).latent_dist
-    return posterior.mean * vae.config.scaling_factor
+    if encoding == "mean":
+        latents = posterior.mean
+    elif encoding == "sample":
+        latents = posterior.sample()
+    else:
+        raise ValueError(f"reference encoding must be 'mean' or 'sample', got {encoding!r}")
+    return latents * vae.config.scaling_factor
 
 
 class VideoMakerPipeline(AnimateDiffPipeline):
@@ -47,7 +50,7 @@ class VideoMakerPipeline(AnimateDiffPipeline):
         if scheduler is None:
             from .scheduler import inference_scheduler
 
-            scheduler = inference_scheduler()
+            scheduler = inference_scheduler()  # the paper's DDIM; load_pipeline reads the base model's config
         super().__init__(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                          motion_adapter=motion_adapter, scheduler=scheduler, feature_extractor=feature_extractor,
                          image_encoder=image_encoder)
@@ -63,20 +66,23 @@ class VideoMakerPipeline(AnimateDiffPipeline):
 
     # ------------------------------------------------------------------------------------------ references
     def prepare_reference_latents(self, reference_image: ReferenceInput | Sequence[ReferenceInput], height: int,
-                                  width: int, device, dtype) -> torch.Tensor:
-        """Images -> (1, C, R, h, w) latents. Each image is loaded (EXIF/RGBA/gray/16-bit handled, see
-        ``vm_common.media.load_image``) and resized to (width, height) like the official release."""
+                                  width: int, device, dtype, *, encoding: str = "mean",
+                                  alpha: str = "white") -> torch.Tensor:
+        """Images -> (1, C, R, h, w) latents. Each image is loaded (EXIF/gray/16-bit handled, transparency composited
+        on white or dropped as ``alpha`` says, see ``vm_common.media.load_image``) and resized to (width, height)
+        like the official release; ``encoding`` as in :func:`encode_reference_images`."""
         items = list(reference_image) if isinstance(reference_image, (list, tuple)) else [reference_image]
         if not items:
             raise ValueError("reference_image is an empty list")
         tensors = []
         for i, item in enumerate(items):
-            image = load_image(item, name=f"reference_image[{i}]" if len(items) > 1 else "reference_image")
+            image = load_image(item, name=f"reference_image[{i}]" if len(items) > 1 else "reference_image",
+                               alpha=alpha)
             image = image.resize((width, height), Image.BICUBIC)
             arr = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
             tensors.append(arr)
         batch = torch.stack(tensors).to(device=device)
-        latents = encode_reference_images(self.vae, batch)  # (R, C, h, w)
+        latents = encode_reference_images(self.vae, batch, encoding)  # (R, C, h, w)
         return latents.permute(1, 0, 2, 3).unsqueeze(0).to(dtype)
 
     def _check_videomaker_inputs(self, prompt, prompt_embeds, reference_image, reference_latents, num_frames):

@@ -25,10 +25,13 @@ import numpy as np
 import torch
 
 from vm_common.config import add_dataclass_arguments, build_config, config_to_dict
+from vm_common.devices import use_cpu
 from vm_common.io_utils import append_jsonl, atomic_write_json, repair_jsonl
 
 from .checkpoint import WEIGHTS_FILE, clean_parameter_name, latest_checkpoint, save_trainable_weights
-from .components import ModelSources, load_base_components, resolve_videomaker_weights, sources_for_preset
+from .components import load_base_components, resolve_videomaker_weights
+from .presets import PRESET_HELP, PRESETS, presets_for
+from .sources import ModelSources
 from .losses import add_remind_noise, girl_timesteps, videomaker_loss
 from .pipeline import encode_reference_images
 from .pisa import PISAConfig, install_pisa
@@ -47,13 +50,9 @@ class TrainConfig:
     output_dir: Path = field(default=Path("runs/train"), metadata={"help": "run folder"})
     data: str = field(default="synthetic", metadata={"help": "a manifest.jsonl from `vm preprocess-dataset`, or "
                                                               "'synthetic' for a small generated dataset"})
-    preset: str = field(default="full", metadata={"help": "full: the paper's base model; tiny: random tiny "
-                                                          "components (CPU)", "choices": ["full", "tiny"]})
-    base_model: str | None = field(default=None, metadata={"help": "SD1.5 base folder or HF id"})
-    motion_adapter: str | None = field(default=None, metadata={"help": "motion adapter folder or HF id"})
-    vae: str | None = field(default=None, metadata={"help": "VAE folder or HF id (default: base's vae/)"})
-    init_weights: str | None = field(default=None, metadata={"help": "start from VideoMaker weights ('human', "
-                                                                     "'object', a file or a run folder)"})
+    preset: str = field(default="full", metadata={"help": PRESET_HELP, "choices": sorted(PRESETS)})
+    sources: ModelSources = field(default_factory=ModelSources, metadata={
+        "group": "model sources", "help": "--weights: VideoMaker weights to start from (default: none)"})
     num_frames: int = field(default=16, metadata={"help": "generated frames per clip"})
     frame_stride: int = field(default=8, metadata={"help": "stride between sampled frames"})
     resolution: int = field(default=512, metadata={"help": "training resolution (square)"})
@@ -91,22 +90,14 @@ class TrainConfig:
     augment: bool = field(default=True, metadata={"help": "reference augmentation (flip + affine)"})
     synthetic_clips: int = field(default=8, metadata={"help": "clips of --data synthetic"})
 
-    def sources(self) -> ModelSources:
-        src = ModelSources(videomaker_weights=self.init_weights)
-        for name in ("base_model", "motion_adapter", "vae"):
-            if getattr(self, name):
-                setattr(src, name, getattr(self, name))
-        return src
-
     def pisa_config(self) -> PISAConfig:
         return PISAConfig(enabled=self.pisa, reference_in_cross_attention=self.reference_in_cross_attention)
 
 
-PRESET_DEFAULTS = {
-    "full": {},
+TRAIN_PRESETS = presets_for({
     "tiny": dict(num_frames=4, frame_stride=2, resolution=64, gradient_checkpointing=False, num_workers=0,
                  checkpoint_every=1),
-}
+}, keys=("sources",))
 
 
 # ---------------------------------------------------------------------------------------------------- model
@@ -264,7 +255,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) ->
 
     # without a GPU, `accelerate launch --multi_gpu` processes must be told to use CPU (gloo) explicitly, or
     # each of them silently runs alone
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=use_cpu())
     run_dir = Path(cfg.output_dir)
     prepare_run_dir(run_dir, resume, overwrite, accelerator.is_main_process)
     accelerator.wait_for_everyone()
@@ -274,8 +265,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) ->
     # the main process first: it builds the tiny preset's cache (transformers' save_pretrained writes nothing on
     # ranks other than 0 once torch.distributed is up) and fills the hub cache; the others then only read
     with accelerator.main_process_first():
-        sources = sources_for_preset(cfg.preset, cfg.sources() if cfg.preset == "full" else
-                                     ModelSources(videomaker_weights=cfg.init_weights))
+        sources = cfg.sources
         comps = load_base_components(sources, dtype=torch.float32)
     vae, text_encoder, tokenizer, unet = comps["vae"], comps["text_encoder"], comps["tokenizer"], comps["unet"]
     install_pisa(unet, cfg.pisa_config())
@@ -343,8 +333,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) ->
         atomic_write_json(run_dir / "config.json", config_to_dict(cfg))
         atomic_write_json(run_dir / "provenance.json", {
             **provenance(), "seed": cfg.seed, "num_processes": accelerator.num_processes,
-            "sources": dataclasses.asdict(sources), "preset": cfg.preset, "random_weights": cfg.preset == "tiny",
-            "tiny_cache": str(tiny_root()) if cfg.preset == "tiny" else None,
+            "sources": dataclasses.asdict(sources), "preset": cfg.preset, "random_weights": sources.random_weights,
+            "tiny_cache": str(tiny_root()) if sources.random_weights else None,
             "trainable_parameters": n_trainable, "resumed_from_step": start_step,
             "prediction_type": prediction_type,
         })
@@ -444,23 +434,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last "
                                                               "checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
-    add_dataclass_arguments(parser, TrainConfig)
+    add_dataclass_arguments(parser, TrainConfig, presets=TRAIN_PRESETS)
     return parser
 
 
 def resolve_train_config(args: argparse.Namespace) -> TrainConfig:
-    preset = args.preset or "full"
-    if args.config is not None:
-        import yaml
-
-        preset = (yaml.safe_load(Path(args.config).read_text()) or {}).get("preset", preset) if not args.preset \
-            else preset
-    return build_config(TrainConfig, args, args.config, base=PRESET_DEFAULTS[preset])
+    """defaults < preset < YAML < flags (``vm_common.config.build_config``)."""
+    return build_config(TrainConfig, args, args.config, presets=TRAIN_PRESETS)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cfg = resolve_train_config(args)
+    try:
+        cfg = resolve_train_config(args)
+    except ValueError as exc:  # ConfigError: the file or key named
+        logger.error("%s", exc)
+        return 2
     try:
         last = train(cfg, resume=args.resume, overwrite=args.overwrite)
     except (TrainingDiverged, FileExistsError, FileNotFoundError) as exc:

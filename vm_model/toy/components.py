@@ -1,16 +1,16 @@
-"""The toy base model folder: tiny UNet / CLIP text encoder / motion adapter (random, as in ``vm_model.tiny``) and a
-small VAE trained on the toy domain, saved in diffusers' layout so that `vm train` and ``load_pipeline`` read it
-through exactly the code they use for Stable Diffusion 1.5 + AnimateDiff.
+"""The toy base model folder: a tiny UNet / CLIP text encoder / motion adapter (random, built by
+:mod:`vm_model.tiny`'s builders with the toy's specs) and a small VAE trained on the toy domain, saved in diffusers'
+layout so that `vm train` and ``load_pipeline`` read it through exactly the code they use for Stable Diffusion 1.5 +
+AnimateDiff.
 
 The VAE differs from the tiny preset's: 3 levels (downsampling x4, so that 32x32 frames give 8x8 latents; 2 levels
-for the scaled-down test's 16x16 frames), and it
-is trained (reconstruction MSE + a small KL term) because a random decoder cannot carry appearance. Its
-``scaling_factor`` is set to 1 / std of the domain's latents, as Stable Diffusion's 0.18215 was.
+for the scaled-down test's 16x16 frames), no mid-block attention, and it is trained (reconstruction MSE + a small KL
+term) because a random decoder cannot carry appearance. Its ``scaling_factor`` is set to 1 / std of the domain's
+latents, as Stable Diffusion's 0.18215 was.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -18,86 +18,43 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vm_model.tiny import (BaseSpec, MotionAdapterSpec, TextEncoderSpec, UNetSpec, VAESpec, build_base,
+                           build_motion_adapter)
+
 logger = logging.getLogger(__name__)
 
-TEXT_DIM = 32
-LATENT_CHANNELS = 4
+VAE_CHANNELS = (16, 16, 32)  # the 3-level toy VAE; 2 levels use the last two
 
 
-def toy_unet_config(latent_size: int = 8) -> dict:
-    """The tiny preset's UNet with one attention head per layer (on CPU, several tiny heads cost more than they
-    bring)."""
-    return dict(
-        sample_size=latent_size, in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS,
-        block_out_channels=(32, 64), layers_per_block=1,
-        cross_attention_dim=TEXT_DIM, norm_num_groups=8, attention_head_dim=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-    )
-
-
-def toy_motion_adapter_config() -> dict:
-    return dict(block_out_channels=(32, 64), motion_layers_per_block=1, motion_norm_num_groups=8,
-                motion_num_attention_heads=4, motion_max_seq_length=32)
-
-
-def toy_vae(size: int = 32, levels: int = 3):
-    """``levels`` levels (downsampling x2 ** (levels - 1)), small channels and no mid-block attention: it is run on
-    every training step (`vm train` encodes each clip), so its cost matters as much as the UNet's on CPU."""
-    from diffusers import AutoencoderKL
-
-    if levels not in (2, 3):
-        raise ValueError(f"the toy VAE has 2 or 3 levels (downsampling x2 or x4), not {levels}")
-    return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS, block_out_channels=(16, 16, 32)[-levels:],
-        layers_per_block=1,
-        norm_num_groups=8, sample_size=size, mid_block_add_attention=False,
-        down_block_types=("DownEncoderBlock2D",) * levels, up_block_types=("UpDecoderBlock2D",) * levels,
-    )
+def toy_base_spec(seed: int = 0, size: int = 32, max_tokens: int = 8, text_layers: int = 2,
+                  token_embedding_scale: float = 1.0, prediction_type: str = "epsilon", vae_levels: int = 3
+                  ) -> BaseSpec:
+    """The toy base: the tiny preset's UNet with one attention head per layer (on CPU, several tiny heads cost more
+    than they bring) on latents of ``size / 2 ** (vae_levels - 1)`` pixels, and a ``vae_levels``-level VAE with
+    small channels and no mid-block attention (it runs on every training step, so its cost matters as much as the
+    UNet's on CPU)."""
+    if vae_levels not in (2, 3):
+        raise ValueError(f"the toy VAE has 2 or 3 levels (downsampling x2 or x4), not {vae_levels}")
+    vae = VAESpec(block_out_channels=VAE_CHANNELS[-vae_levels:], sample_size=size, mid_block_attention=False)
+    return BaseSpec(unet=UNetSpec(sample_size=size // vae.downsampling, attention_head_dim=1), vae=vae,
+                    text_encoder=TextEncoderSpec(layers=text_layers, token_embedding_scale=token_embedding_scale),
+                    max_tokens=max_tokens, prediction_type=prediction_type, seed=seed)
 
 
 def build_toy_base(folder: str | Path, seed: int = 0, size: int = 32, max_tokens: int = 8, text_layers: int = 2,
                    token_embedding_scale: float = 1.0, prediction_type: str = "epsilon", vae_levels: int = 3) -> Path:
-    """Write unet/ vae/ (untrained) text_encoder/ tokenizer/ scheduler/ into ``folder``; latents are
-    ``size / 2 ** (vae_levels - 1)`` pixels on a side.
+    """Write unet/ vae/ (untrained) text_encoder/ tokenizer/ scheduler/ into ``folder`` (see :func:`toy_base_spec`).
 
     The tokenizer is the full CLIP BPE tokenizer with ``model_max_length = max_tokens``: the toy captions are five
     words, and with 77 positions the frozen random text encoder's embeddings of "moving left" and "moving right"
     differ by about 10% (relative L2), with 8 by about 18%, which the UNet picks up faster."""
-    from diffusers import DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from vm_model.scheduler import DDIM_CONFIG
-    from vm_model.tiny import _write_clip_tokenizer
-
-    folder = Path(folder)
-    torch.manual_seed(seed)
-    UNet2DConditionModel(**toy_unet_config(size // 2 ** (vae_levels - 1))).save_pretrained(folder / "unet")
-    torch.manual_seed(seed)
-    toy_vae(size, vae_levels).save_pretrained(folder / "vae")
-    torch.manual_seed(seed)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=49408, hidden_size=TEXT_DIM, intermediate_size=64, num_hidden_layers=text_layers,
-        num_attention_heads=4, max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
-    ))
-    with torch.no_grad():  # >1: word identity dominates the position embedding, so one-word differences stand out
-        text_encoder.embeddings.token_embedding.weight.mul_(token_embedding_scale)
-    text_encoder.save_pretrained(folder / "text_encoder")
-    _write_clip_tokenizer(folder / "tokenizer")
-    config_path = folder / "tokenizer" / "tokenizer_config.json"
-    config = json.loads(config_path.read_text())
-    config["model_max_length"] = int(max_tokens)
-    config_path.write_text(json.dumps(config))
-    # the scheduler config records what the UNet predicts; `vm train` and ``load_pipeline`` follow it
-    DDIMScheduler(**{**DDIM_CONFIG, "prediction_type": prediction_type}).save_pretrained(folder / "scheduler")
-    return folder
+    return build_base(folder, toy_base_spec(seed, size, max_tokens, text_layers, token_embedding_scale,
+                                            prediction_type, vae_levels))
 
 
 def build_toy_motion_adapter(folder: str | Path, seed: int = 0) -> Path:
-    from diffusers import MotionAdapter
-
-    torch.manual_seed(seed)
-    MotionAdapter(**toy_motion_adapter_config()).save_pretrained(folder)
-    return Path(folder)
+    """The tiny preset's motion adapter (it matches the toy UNet's channels)."""
+    return build_motion_adapter(folder, MotionAdapterSpec(), seed=seed)
 
 
 def train_toy_vae(vae_dir: str | Path, images: np.ndarray, steps: int, batch_size: int = 32, lr: float = 2e-3,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import colorsys
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +132,49 @@ def random_subject(rng: np.random.Generator, size: int = 32, num_frames: int = 8
                       direction=direction, speed=speed, start=(start[0], start[1]))
 
 
+@dataclass(frozen=True)
+class ToyDomain:
+    """Where a toy model's data comes from: frame size, clip length, subject ranges, and the seed of its streams
+    (training clips: ``seed``; held-out subjects: ``[seed, 1]``, a stream the training data never uses)."""
+
+    size: int = 32
+    num_frames: int = 4
+    ranges: SubjectRanges = field(default_factory=lambda: SubjectRanges(jitter=0.2))
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ToyDomain":
+        ranges = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(data.get("ranges", {})).items()}
+        return cls(**{**{k: v for k, v in data.items() if k != "ranges"}, "ranges": SubjectRanges(**ranges)})
+
+
+def heldout_subjects(domain: ToyDomain, count: int) -> list[ToySubject]:
+    """The first ``count`` held-out subjects of ``domain`` (directions balanced: subject i moves in direction
+    i % 4). Subject i is the same whatever ``count`` is, so a benchmark can name subjects by index."""
+    rng = np.random.default_rng([domain.seed, 1])
+    names = list(DIRECTIONS)
+    return [random_subject(rng, domain.size, domain.num_frames, direction=names[i % len(names)],
+                           ranges=domain.ranges) for i in range(count)]
+
+
+def heldout_reference(domain: ToyDomain, index: int) -> np.ndarray:
+    """The subject-highlight reference (uint8 (size, size, 3)) of held-out subject ``index``."""
+    if index < 0:
+        raise ValueError(f"held-out subject index must be >= 0, got {index}")
+    subject = heldout_subjects(domain, index + 1)[index]
+    return reference_image(subject, domain.num_frames, domain.size)
+
+
+def direction_in_caption(caption: str) -> str | None:
+    """The direction a toy caption names (``caption_for``'s wording, or any text naming exactly one direction)."""
+    words = set(caption.lower().replace(".", " ").replace(",", " ").split())
+    named = [d for d in DIRECTIONS if d in words]
+    return named[0] if len(named) == 1 else None
+
+
 def render(subject: ToySubject, num_frames: int = 8, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """(frames uint8 (T, H, W, 3), subject masks bool (T, H, W))."""
     frames = np.empty((num_frames, size, size, 3), np.uint8)
@@ -175,7 +218,7 @@ def make_toy_dataset(out_dir: str | Path, num_clips: int, num_frames: int = 8, s
 
     from vm_common.io_utils import atomic_output, atomic_write_text, dumps_row
     from vm_common.media import write_gif
-    from vm_data.manifest import ManifestRow
+    from vm_data.clip_manifest import ManifestRow
 
     out = Path(out_dir)
     (out / "videos").mkdir(parents=True, exist_ok=True)

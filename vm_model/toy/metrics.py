@@ -8,8 +8,8 @@ subject pixels (all frames) and that of the reference's subject pixels, in RGB u
 appearance transfer must get right in this domain (the two colours of the subject and their proportions), it is
 invariant to where the subject is and how large it is (the reference is cropped and enlarged, the video subject is
 small and moving), and it is computed exactly, by optimal assignment between equal-size random samples of the two
-pixel sets (fixed seed). A video without a segmentable subject is scored on its ``min_pixels`` most
-non-background pixels, so generating nothing is a large error, never a missing value.
+pixel sets (fixed seed; :mod:`.assignment`, numpy only). A video without a segmentable subject is scored on its
+``min_pixels`` most non-background pixels, so generating nothing is a large error, never a missing value.
 
 Motion direction: OpenCV DIS optical flow between consecutive frames, computed on the image of each pixel's
 distance from the background colour (the subject's silhouette and texture; plain luminance could hide a subject
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .assignment import min_cost_assignment, pairwise_distances
 from .domain import BACKGROUND, DIRECTIONS, reference_mask
 
 FG_THRESHOLD = 0.15  # max-channel distance from the background (0..1) that makes a pixel "subject"
@@ -79,15 +80,12 @@ def reference_subject_pixels(reference: np.ndarray) -> np.ndarray:
 def wasserstein1(a: np.ndarray, b: np.ndarray, samples: int = 256, seed: int = 0) -> float:
     """Earth mover's distance between point sets a (N, D) and b (M, D): exact optimal assignment between
     ``samples`` points drawn from each (with replacement when a set is smaller), fixed seed."""
-    from scipy.optimize import linear_sum_assignment
-    from scipy.spatial.distance import cdist
-
     rng = np.random.default_rng(seed)
     sa = a[rng.choice(len(a), samples, replace=len(a) < samples)]
     sb = b[rng.choice(len(b), samples, replace=len(b) < samples)]
-    cost = cdist(sa, sb)
-    rows, cols = linear_sum_assignment(cost)
-    return float(cost[rows, cols].mean())
+    cost = pairwise_distances(sa, sb)
+    cols = min_cost_assignment(cost)
+    return float(cost[np.arange(samples), cols].mean())
 
 
 def fidelity_error(frames: np.ndarray, reference: np.ndarray, seed: int = 0) -> float:

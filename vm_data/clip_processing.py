@@ -18,11 +18,12 @@ from PIL import Image
 
 from vm_common.io_utils import atomic_output
 from vm_common.media import ImageLoadError, MediaError, VideoInfo, load_image, video_info
+from vm_common.status import ERROR, KEPT, OK, REJECTED
 
 from . import filters
+from .clip_manifest import ManifestRow
 from .detect import normalize_prompt
-from .highlight import ERROR, OK, HighlightConfig, HighlightResult, SubjectHighlighter
-from .manifest import ManifestRow
+from .highlight import HighlightConfig, HighlightResult, SubjectHighlighter
 from .reference import make_reference, mask_box
 from .sources import ClipSpec
 from .video import read_frames, uniform_indices
@@ -78,7 +79,7 @@ def _base_row(spec: ClipSpec, info: VideoInfo | None, rules: ClipRules, **kwargs
 
 def error_row(spec: ClipSpec, message: str, kind: str, info: VideoInfo | None = None,
               rules: ClipRules | None = None) -> ManifestRow:
-    return _base_row(spec, info, rules or ClipRules(), status="error", reason=message, extra={"error_kind": kind})
+    return _base_row(spec, info, rules or ClipRules(), status=ERROR, reason=message, extra={"error_kind": kind})
 
 
 def prepare_clip(spec: ClipSpec, rules: ClipRules) -> Prepared:
@@ -96,13 +97,13 @@ def _prepare(spec: ClipSpec, rules: ClipRules) -> Prepared:
     except MediaError as exc:
         return Prepared(spec, row=error_row(spec, str(exc), UNREADABLE_VIDEO, rules=rules))
     if rules.require_caption and not spec.caption:
-        return Prepared(spec, row=_base_row(spec, info, rules, status="rejected", reason=filters.MISSING_CAPTION,
+        return Prepared(spec, row=_base_row(spec, info, rules, status=REJECTED, reason=filters.MISSING_CAPTION,
                                             detail=f"no caption for {spec.video}"))
     verdict = filters.check_video(info.num_frames, info.fps, info.width, info.height,
                                   min_frames=max(rules.min_frames, 1), min_duration=rules.min_duration,
                                   min_short_side=rules.min_short_side, max_long_side=rules.max_long_side)
     if not verdict.keep:
-        return Prepared(spec, row=_base_row(spec, info, rules, status="rejected", reason=verdict.reason,
+        return Prepared(spec, row=_base_row(spec, info, rules, status=REJECTED, reason=verdict.reason,
                                             filter_score=verdict.score, detail=verdict.detail))
     if spec.reference_images:
         return Prepared(spec, info=info)  # provided references: nothing to decode
@@ -190,17 +191,17 @@ def decide(p: Prepared, results: list[HighlightResult], rules: ClipRules, out_di
         extra["decode_warning"] = p.warning
     failed = [r for r in results if r.status in (ERROR, filters.BAD_IMAGE)]
     if len(failed) == len(results):
-        return _base_row(p.spec, p.info, rules, status="error", reason=failed[0].reason or failed[0].status,
+        return _base_row(p.spec, p.info, rules, status=ERROR, reason=failed[0].reason or failed[0].status,
                          extra={**extra, "error_kind": MODEL_FAILED})
     multiple = [r for r in results if r.status == filters.MULTIPLE_SUBJECTS]
     if len(multiple) >= max(1, rules.multi_subject_frames):
         score = max(float(r.filter_score or 0.0) for r in multiple)
-        return _base_row(p.spec, p.info, rules, status="rejected", reason=filters.MULTIPLE_SUBJECTS,
+        return _base_row(p.spec, p.info, rules, status=REJECTED, reason=filters.MULTIPLE_SUBJECTS,
                          filter_score=score, detail=f"{len(multiple)} of {len(results)} frames: {multiple[0].reason}",
                          extra=extra)
     ok = [(idx, r) for idx, r in zip(p.indices, results) if r.status == OK]
     if len(ok) >= max(1, rules.min_references):
-        row = _base_row(p.spec, p.info, rules, status="kept", filter_score=max(float(r.score or 0) for _, r in ok),
+        row = _base_row(p.spec, p.info, rules, status=KEPT, filter_score=max(float(r.score or 0) for _, r in ok),
                         extra={**extra, "mask_scores": [r.mask_score for _, r in ok]})
         for k, (idx, r) in enumerate(ok):
             ref_rel, mask_rel = output_paths(out_dir, p.spec.clip_id, k)
@@ -219,13 +220,13 @@ def decide(p: Prepared, results: list[HighlightResult], rules: ClipRules, out_di
     same = [r for r in results if r.status == reason]
     score = max((float(r.filter_score) for r in same if r.filter_score is not None), default=None)
     detail = f"{len(same)} of {len(results)} frames {reason}" + (f"; e.g. {same[0].reason}" if same and same[0].reason else "")
-    return _base_row(p.spec, p.info, rules, status="rejected", reason=reason, filter_score=score, detail=detail,
+    return _base_row(p.spec, p.info, rules, status=REJECTED, reason=reason, filter_score=score, detail=detail,
                      extra=extra)
 
 
 def _provided_references(p: Prepared, config: HighlightConfig, rules: ClipRules, out_dir: Path) -> ManifestRow:
     """Reference images that ship with the dataset are used as they are; provided masks are applied as they are."""
-    row = _base_row(p.spec, p.info, rules, status="kept", extra={"reference_source": "provided"})
+    row = _base_row(p.spec, p.info, rules, status=KEPT, extra={"reference_source": "provided"})
     if p.spec.reference_images:
         for k, src in enumerate(p.spec.reference_images):
             try:
@@ -247,7 +248,7 @@ def _provided_references(p: Prepared, config: HighlightConfig, rules: ClipRules,
                              f"{frame.shape[1]}x{frame.shape[0]}", BAD_PROVIDED_REFERENCE, p.info, rules)
         box = mask_box(mask)
         if box is None:
-            return _base_row(p.spec, p.info, rules, status="rejected", reason=filters.EMPTY_MASK, filter_score=0.0,
+            return _base_row(p.spec, p.info, rules, status=REJECTED, reason=filters.EMPTY_MASK, filter_score=0.0,
                              detail=f"provided mask {pm.mask} is empty")
         ref_rel, mask_rel = output_paths(out_dir, p.spec.clip_id, k)
         _save_png(out_dir / ref_rel, make_reference(frame, mask, margin=config.margin, square=config.square,

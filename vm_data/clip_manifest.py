@@ -1,7 +1,9 @@
-"""The dataset manifest: the contract between `vm preprocess-dataset` (writes it) and `vm train` (reads it).
+"""The training-data manifest: the contract between `vm preprocess-dataset` (writes it) and `vm train` (reads it).
 
-One JSON object per line, one line per input clip. Paths are stored as given (absolute, or relative to the
-manifest's folder) and resolved with :meth:`ManifestRow.resolve`.
+One JSON object per line, one line per input clip, with its status (``kept`` / ``rejected`` / ``error``, see
+:mod:`vm_common.status`), references and masks. Paths are stored as given (absolute, or relative to the manifest's
+folder) and resolved with :meth:`ManifestRow.resolve`. (Not to be confused with the manifest of videos that
+``vm bench score`` reads: :mod:`vm_eval.score_manifest`.)
 """
 
 from __future__ import annotations
@@ -9,12 +11,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Iterable, Iterator
 
 from vm_common.io_utils import append_jsonl, read_jsonl
+from vm_common.status import CLIP_STATUSES, KEPT, ClipStatus
 
-Status = Literal["kept", "rejected", "error"]
-STATUSES: tuple[str, ...] = ("kept", "rejected", "error")
 SCHEMA_VERSION = 1
 
 
@@ -25,7 +26,7 @@ class ManifestRow:
     caption: str = ""
     references: list[str] = field(default_factory=list)
     class_word: str | None = None
-    status: Status = "kept"
+    status: ClipStatus = KEPT
     reason: str | None = None
     masks: list[str] = field(default_factory=list)
     boxes: list[list[float]] = field(default_factory=list)  # xyxy in source-frame pixels, one per reference
@@ -44,9 +45,9 @@ class ManifestRow:
     detail: str | None = None
 
     def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"clip {self.clip_id}: status must be one of {STATUSES}, got {self.status!r}")
-        if self.status != "kept" and not self.reason:
+        if self.status not in CLIP_STATUSES:
+            raise ValueError(f"clip {self.clip_id}: status must be one of {CLIP_STATUSES}, got {self.status!r}")
+        if self.status != KEPT and not self.reason:
             raise ValueError(f"clip {self.clip_id}: a {self.status} row needs a reason")
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,123 @@
+"""The generation protocol: every number and choice that decides what video a (prompt, reference, seed) gives.
+
+One :class:`GenerationProtocol` is embedded in ``vm generate``'s and ``vm bench run``'s configs and recorded in
+every sidecar and ``run.json``; :func:`render_video` is the one place a video is made from it, so the same seed
+gives the same video from either command. Our defaults are the paper's evaluation protocol; where the official
+release (``inference.py``) does otherwise, the official value is one flag away and named in the field's help:
+
+=====================  ================================  =====================================================
+field                  ours (default)                    official release
+=====================  ================================  =====================================================
+reference_encoding     ``mean`` (deterministic)          ``sample``: ``latent_dist.sample()``, global RNG
+generator_device       ``cpu`` (same noise on any GPU)   ``device``: a generator on the CUDA device
+dtype                  ``auto``: fp16 on GPU, fp32 CPU   ``fp32``
+negative_prompt        ``eval`` (the authors' eval)      ``inference`` (inference.py's)
+reference_alpha        ``white``: composited on white    ``drop``: ``convert("RGB")`` drops transparency
+=====================  ================================  =====================================================
+
+The DDIM scheduler is read from the base model's ``scheduler/scheduler_config.json`` with the release's
+overrides (see :func:`vm_model.scheduler.inference_scheduler_for`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+# The negative prompt of the authors' evaluation script (docs/eval.md).
+EVAL_NEGATIVE_PROMPT = ("asymmetry, worst quality, low quality, illustration, 3d, 2d, painting, cartoons, sketch, "
+                        "multiple people, text on the screen, nobody, awkward angles, Facial blur")
+# The negative prompt of the official inference.py (docs/model.md).
+INFERENCE_NEGATIVE_PROMPT = (
+    "semi-realistic, cgi, 3d, render, sketch, cartoon, drawing, anime, text, close up, cropped, out of frame, worst "
+    "quality, low quality, jpeg artifacts, ugly, duplicate, morbid, mutilated, extra fingers, mutated hands, poorly "
+    "drawn hands, poorly drawn face, mutation, deformed, blurry, dehydrated, bad anatomy, bad proportions, extra "
+    "limbs, cloned face, disfigured, gross proportions, malformed limbs, missing arms, missing legs, extra arms, "
+    "extra legs, fused fingers, too many fingers, long neck")
+NAMED_NEGATIVE_PROMPTS = {"eval": EVAL_NEGATIVE_PROMPT, "inference": INFERENCE_NEGATIVE_PROMPT, "none": ""}
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class GenerationProtocol:
+    """How videos are generated (see the module docstring for where the official release differs)."""
+
+    num_frames: int = field(default=16, metadata={"help": "frames per video"})
+    height: int = field(default=512, metadata={"help": "pixels"})
+    width: int = field(default=512, metadata={"help": "pixels"})
+    steps: int = field(default=30, metadata={"help": "DDIM steps"})
+    guidance_scale: float = field(default=8.0, metadata={"help": "classifier-free guidance scale"})
+    negative_prompt: str = field(default="eval", metadata={
+        "help": "'eval' (the authors' evaluation script), 'inference' (the official inference.py), 'none', or "
+                "the text itself"})
+    seeds: list[int] = field(default_factory=lambda: [42], metadata={"flag": "seed",
+                                                                     "help": "seeds, one video each (the paper: 42)"})
+    fps: float = field(default=8.0, metadata={"help": "frames per second of the written videos"})
+    reference_encoding: str = field(default="mean", metadata={
+        "help": "reference VAE latent: mean (deterministic) or sample (official: latent_dist.sample() from the "
+                "global RNG)", "choices": ["mean", "sample"]})
+    generator_device: str = field(default="cpu", metadata={
+        "help": "where the seeded noise generator lives: cpu (the same video on any machine) or device (official: "
+                "on the GPU)", "choices": ["cpu", "device"]})
+    dtype: str = field(default="auto", metadata={
+        "help": "model precision: auto (fp16 on GPU, fp32 on CPU), fp32 (official), fp16, bf16",
+        "choices": ["auto", "fp32", "fp16", "bf16"]})
+    reference_alpha: str = field(default="white", metadata={
+        "help": "transparent references: white (composite on white) or drop (official: alpha discarded)",
+        "choices": ["white", "drop"]})
+    pisa_mode: str = field(default="concat", metadata={
+        "help": "PISA attention: concat (the release's computation) or lse (exact, cheaper)",
+        "choices": ["concat", "lse"]})
+    reference: str = field(default="image", metadata={
+        "help": "image: condition on the reference image; zeroed: an all-zero reference latent instead (the same "
+                "model with no appearance information, the unconditional branch's reference: a baseline)",
+        "choices": ["image", "zeroed"]})
+
+    def __post_init__(self) -> None:
+        for name in ("num_frames", "height", "width", "steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"protocol {name} must be >= 1, got {getattr(self, name)}")
+        if not np.isfinite(self.guidance_scale) or self.guidance_scale < 0:
+            raise ValueError(f"protocol guidance_scale must be a finite number >= 0, got {self.guidance_scale}")
+        if not np.isfinite(self.fps) or self.fps <= 0:
+            raise ValueError(f"protocol fps must be a finite number > 0, got {self.fps}")
+        if not self.seeds:
+            raise ValueError("protocol seeds: at least one seed is needed")
+        self.seeds = [int(s) for s in self.seeds]
+        if self.reference not in ("image", "zeroed"):
+            raise ValueError(f"protocol reference must be 'image' or 'zeroed', got {self.reference!r}")
+
+    @property
+    def negative_prompt_text(self) -> str:
+        return NAMED_NEGATIVE_PROMPTS.get(self.negative_prompt, self.negative_prompt)
+
+    def torch_dtype(self, device: str | torch.device) -> torch.dtype:
+        if self.dtype == "auto":
+            return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+        return DTYPES[self.dtype]
+
+    def generator(self, seed: int, device: str | torch.device) -> torch.Generator:
+        where = "cpu" if self.generator_device == "cpu" else torch.device(device)
+        return torch.Generator(device=where).manual_seed(int(seed))
+
+
+def render_video(pipe, protocol: GenerationProtocol, prompt: str, reference_latents: torch.Tensor | None,
+                 seed: int) -> np.ndarray:
+    """One video, (F, H, W, 3) float in [0, 1], exactly as the protocol says (the only place videos are made)."""
+    if protocol.reference == "zeroed" and reference_latents is not None:
+        reference_latents = torch.zeros_like(reference_latents)
+    out = pipe(prompt=prompt, negative_prompt=protocol.negative_prompt_text or None,
+               reference_latents=reference_latents, num_frames=protocol.num_frames, height=protocol.height,
+               width=protocol.width, num_inference_steps=protocol.steps, guidance_scale=protocol.guidance_scale,
+               generator=protocol.generator(seed, pipe.device), output_type="np")
+    return np.asarray(out.frames[0])
+
+
+def to_uint8(frames: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(frames * 255.0), 0, 255).astype(np.uint8)
