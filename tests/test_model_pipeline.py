@@ -9,6 +9,7 @@ from diffusers import AnimateDiffPipeline
 from PIL import Image
 
 from vm_model.components import load_pipeline
+from vm_model.pisa import PISAConfig
 from vm_model.sources import ModelSources
 from vm_model.pipeline import VideoMakerPipeline
 
@@ -134,3 +135,32 @@ def test_built_from_a_2d_unet_and_motion_adapter(pipe):
     assert vm.scheduler.config.timestep_spacing == "linspace" and vm.scheduler.config.steps_offset == 1
     frames = vm(prompt="x", reference_image=_ref_image(), generator=torch.Generator().manual_seed(0), **CALL).frames
     assert frames.shape == (1, 3, 64, 64, 3)
+
+
+def test_a_reference_call_refuses_when_pisa_was_replaced(pipe):
+    from vm_model.pisa import PISARemovedError
+
+    ref = torch.zeros(1, 4, 1, 8, 8)
+    pipe.unet.fuse_qkv_projections()
+    try:
+        with pytest.raises(PISARemovedError, match="FusedAttnProcessor2_0|AttnProcessor2_0"):
+            pipe(prompt="x", reference_latents=ref, **CALL)
+    finally:
+        pipe.unet.unfuse_qkv_projections()
+        pipe.set_pisa_config(pipe.pisa_config or PISAConfig())
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    pipe.unet.set_attn_processor(AttnProcessor2_0())
+    try:
+        with pytest.raises(PISARemovedError, match="install_pisa"):
+            pipe(prompt="x", reference_latents=ref, **CALL)
+        pipe(prompt="x", **CALL)  # without a reference it is plain AnimateDiff: allowed
+    finally:
+        pipe.set_pisa_config(PISAConfig())
+    pipe(prompt="x", reference_latents=ref, **CALL)  # reinstalled: works again
+
+
+def test_ip_adapter_inputs_with_a_reference_are_refused(pipe):
+    with pytest.raises(ValueError, match="IP-Adapter"):
+        pipe(prompt="x", reference_latents=torch.zeros(1, 4, 1, 8, 8), ip_adapter_image_embeds=[torch.zeros(2, 1, 4)],
+             **CALL)

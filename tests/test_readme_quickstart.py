@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,16 +29,30 @@ def test_quickstart_has_install_main_job_and_tests():
     assert 'pip install -e ".[dev]" -c constraints.txt' in ci and tests.splitlines()[0] in ci
 
 
+def test_quickstart_main_job_is_the_toy_benchmark():
+    argv = shlex.split(quickstart_commands()[0].split("&&", 1)[1])
+    assert argv[:2] == ["vm", "bench"] and "run" in argv
+    assert argv[argv.index("--preset") + 1] == "toy" and argv[argv.index("--benchmark") + 1] == "toy"
+
+
+@pytest.mark.slow  # about a minute on two cores
 def test_quickstart_main_job_runs(tmp_path):
     main_job = quickstart_commands()[0].split("&&", 1)[1].strip()
     argv = shlex.split(main_job)
     out = argv.index("--out")
-    argv[out + 1] = str(tmp_path / "demo")
+    argv[out + 1] = str(tmp_path / "toy")
     vm = Path(sys.executable).with_name("vm")
     result = subprocess.run([str(vm)] + argv[1:], capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
-    produced = {p.name for p in (tmp_path / "demo").iterdir()}
+    produced = {p.name for p in (tmp_path / "toy").iterdir()}
     assert {"samples.jsonl", "summary.json", "table.md", "table.csv", "table.tex", "report.html",
             "run.json"} <= produced
-    run = json.loads((tmp_path / "demo" / "run.json").read_text())
-    assert run.get("random_weights") is True
+    run = json.loads((tmp_path / "toy" / "run.json").read_text())
+    assert run.get("random_weights") is False  # the shipped toy model is trained
+    # the report shows the model next to the same model with the reference zeroed; the model wears the colours
+    summary = json.loads((tmp_path / "toy" / "summary.json").read_text())
+    toy = {g["method"]: g["metrics"] for g in summary["groups"] if g["kind"] == "toy"}
+    model, zeroed = toy["VideoMaker (toy)"], toy["VideoMaker (toy): reference zeroed"]
+    assert model["toy_fidelity"]["value"] < 0.7 * zeroed["toy_fidelity"]["value"]
+    assert model["toy_motion"]["value"] >= 0.75
+    assert "VideoMaker (toy): reference zeroed" in (tmp_path / "toy" / "report.html").read_text()

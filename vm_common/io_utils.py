@@ -1,4 +1,9 @@
-"""Atomic file writes and append-only JSONL, so that a killed run never leaves a half-written file."""
+"""Atomic file writes and append-only JSONL, so that a killed run never leaves a half-written file.
+
+Temporary files get unique names (``mkstemp``) beside their target, so that concurrent writers never share one, and
+the permissions the umask gives an ordinary new file (``mkstemp`` alone would leave them 0600, unreadable to
+colleagues).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,25 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 
-def _tmp_path(path: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+def current_umask() -> int:
+    """The process umask (read by setting it and restoring it at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _new_temp_file(directory: Path, prefix: str, suffix: str) -> Path:
+    """A unique empty file in ``directory`` with the permissions the umask gives a new file."""
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+    finally:
+        os.close(fd)
     return Path(name)
+
+
+def _tmp_path(path: Path) -> Path:
+    return _new_temp_file(path.parent, f".{path.name}.", ".tmp")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -56,9 +76,7 @@ class atomic_output:
     def __enter__(self) -> Path:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # keep the suffix so that encoders choosing a format by extension still work
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".tmp{self.path.suffix}", dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(name)
+        self.tmp = _new_temp_file(self.path.parent, f".{self.path.stem}.", f".tmp{self.path.suffix}")
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -112,6 +112,23 @@ def load_image(image: ImageLike, *, name: str | None = None, alpha: str = "white
     raise ImageLoadError(f"{label}: unsupported image input type {type(image).__name__}")
 
 
+def open_image_as_stored(path: str | os.PathLike) -> Image.Image:
+    """An image file as PIL opens it: its own mode (RGBA, P, L, ...), size and orientation as stored (no EXIF
+    transpose, no conversion); pixels loaded, file closed. This is how the authors' evaluation scripts read
+    reference files; :func:`load_image` is the corrected reading. :class:`ImageLoadError` naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageLoadError(f"image not found: {path}")
+    if path.is_dir():
+        raise ImageLoadError(f"expected an image file, got a directory: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ImageLoadError(f"cannot read image {path}: {exc}") from exc
+
+
 # --------------------------------------------------------------------------------------------------------- video
 @dataclass(frozen=True)
 class VideoInfo:

@@ -36,10 +36,12 @@ def hf_offline() -> bool:
 
 
 def looks_like_path(source: str) -> bool:
-    """A source is a path when it exists, is absolute/relative-explicit, or is not of the form ``owner/name``."""
-    if source.startswith(("/", "./", "../", "~")) or source.endswith((".bin", ".pt", ".pth", ".safetensors", ".onnx")):
-        return not _HF_ID.match(source) or source.startswith(("/", "./", "../", "~"))
-    return os.path.exists(source) or not _HF_ID.match(source)
+    """A source is a path when it exists (relative to the working directory or after ``~``: a path that exists is
+    a path, even one spelled like ``owner/name``), is absolute/relative-explicit, or is not of the form
+    ``owner/name``; anything else is a Hugging Face id."""
+    if os.path.exists(os.path.expanduser(source)):
+        return True
+    return source.startswith(("/", "./", "../", "~")) or not _HF_ID.match(source)
 
 
 def _hf_cache_dir() -> str:

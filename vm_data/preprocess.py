@@ -38,6 +38,7 @@ import yaml
 from vm_common.config import add_dataclass_arguments, build_config, config_to_dict
 from vm_common.distributed import SHARD_DIR, process_info, shard_files, shard_path, split_for_process
 from vm_common.io_utils import append_jsonl, atomic_write_json, atomic_write_text, dumps_row, read_jsonl, repair_jsonl
+from vm_common.output_lock import OutputFolderBusy, hold_output_folder
 from vm_common.provenance import provenance
 from vm_common.status import ERROR, KEPT, REJECTED
 from vm_common.tiny import PRESETS
@@ -199,10 +200,17 @@ def _collate(batch: list[Prepared]) -> list[Prepared]:
 
 # ---------------------------------------------------------------------------------------------------- run
 def run(cfg: PreprocessConfig, hl_cfg: HighlightConfig) -> int:
+    """Preprocess into ``cfg.output``, holding it alone (``vm_common.output_lock``; the main process holds it for
+    all processes of a launched run)."""
+    proc = process_info(cfg.device)
+    with hold_output_folder(Path(cfg.output).expanduser(), is_main=proc.is_main):
+        return _run_holding_output(cfg, hl_cfg, proc)
+
+
+def _run_holding_output(cfg: PreprocessConfig, hl_cfg: HighlightConfig, proc) -> int:
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    proc = process_info(cfg.device)
     rank, world = proc.index, proc.count
     out = Path(cfg.output).expanduser()
     has_state = _has_state(out)
@@ -342,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return run(cfg, hl_cfg)
-    except FileNotFoundError as exc:  # includes MissingWeightsError, whose message says how to get the weights
+    except (FileNotFoundError, OutputFolderBusy) as exc:  # FileNotFoundError includes MissingWeightsError
         logger.error("%s", exc)
         return 2
 

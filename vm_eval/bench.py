@@ -21,6 +21,7 @@ from pathlib import Path
 from vm_common.config import add_dataclass_arguments, build_config, config_to_dict
 from vm_common.distributed import process_info
 from vm_common.io_utils import atomic_write_json
+from vm_common.output_lock import OutputFolderBusy, hold_output_folder
 from vm_common.provenance import provenance
 from vm_common.weights import MissingWeightsError
 from vm_model.presets import PRESETS, presets_for
@@ -37,8 +38,10 @@ class ScoringOptions:
                 "(offline; its benchmark's metrics need no encoders, other metrics use the real ones)",
         "choices": sorted(PRESETS)})
     protocol: str = field(default="videomaker", metadata={
-        "help": "videomaker: the authors' choices, quirks included (faces fed to insightface as RGB); "
-                "corrected: BGR", "choices": ["videomaker", "corrected"]})
+        "help": "videomaker: the authors' choices, quirks included (faces fed to insightface as RGB, references "
+                "read raw, a frozen video counts static for DD, mp4 frames subsampled to 8 fps for DD, DINO "
+                "LayerNorm eps 1e-12); corrected: BGR, EXIF + white compositing, frozen video an error, all "
+                "frames, timm's eps (docs/eval.md)", "choices": ["videomaker", "corrected"]})
     flow: str = field(default="raft", metadata={
         "help": "raft: the paper's DD; dis: weight-free OpenCV DIS flow (not paper-comparable)",
         "choices": ["raft", "dis"]})
@@ -63,6 +66,9 @@ class RunConfig(ScoringOptions):
     subjects: Path | None = field(default=None, metadata={"help": "folder of subject images (see docs/eval.md)"})
     highlight: bool | None = field(default=None, metadata={"help": "subject-highlight the reference (default: as "
                                                                    "the benchmark says)"})
+    threads: int | None = field(default=None, metadata={
+        "help": "torch CPU threads of this process (default: torch's choice; the toy preset uses 1: its model's ops "
+                "are so small that more threads only add synchronisation, which stalls on a busy machine)"})
     baselines: bool = field(default=True, metadata={
         "help": "also generate and score the benchmark's baselines as methods '<method>: <baseline>' (toy: the same "
                 "model with the reference zeroed)"})
@@ -127,6 +133,7 @@ def make_generate_fns(cfg: RunConfig, bench, device: str, kinds: set[str],
             loaded.clear()
             loaded[key] = load_pipeline(sources, device=device, dtype=protocol.torch_dtype(device),
                                         pisa=PISAConfig(mode=protocol.pisa_mode))
+            loaded[key].set_progress_bar_config(disable=True)  # the runner shows one bar for all videos
         return loaded[key]
 
     def fn_for(kind: str):
@@ -165,7 +172,7 @@ def _load_highlighter(preset: str, device: str):
     return load_highlighter(preset=preset, device=device)
 
 
-RUN_PRESETS = presets_for({"toy": {"method": "VideoMaker (toy)"}}, keys=("sources", "generation"))
+RUN_PRESETS = presets_for({"toy": {"method": "VideoMaker (toy)", "threads": 1}}, keys=("sources", "generation"))
 
 
 def resolve_run_config(args: argparse.Namespace):
@@ -183,22 +190,37 @@ def cmd_run(argv: list[str]) -> int:
     from vm_common.config import ConfigError
 
     from .bench_defs import BenchmarkError
-    from .report import write_report
-    from .runner import ReferenceImageError, load_references, run_items
-    from .scorer import VideoScorer
-    from .store import SampleStore
+    from .runner import ReferenceImageError
 
     args = build_parser().parse_args(["run", *argv])
     try:
         cfg, bench = resolve_run_config(args)
         if cfg.out is None:
             raise ConfigError("--out DIR is required")
-        subjects = bench.resolve_subjects(cfg.subjects, cfg.out)
-        load_references({s.id: s.image for s in subjects})
-    except (BenchmarkError, ReferenceImageError, ConfigError) as exc:
+    except (BenchmarkError, ConfigError) as exc:
         sys.stderr.write(f"vm bench run: {exc}\n")
         return 2
     proc = process_info(cfg.device)
+    try:
+        with hold_output_folder(cfg.out, is_main=proc.is_main):
+            return _run_holding_out(cfg, bench, proc)
+    except (BenchmarkError, ReferenceImageError, OutputFolderBusy) as exc:
+        sys.stderr.write(f"vm bench run: {exc}\n")
+        return 2
+
+
+def _run_holding_out(cfg: RunConfig, bench, proc) -> int:
+    from .report import write_report
+    from .runner import load_references, run_items
+    from .scorer import VideoScorer
+    from .store import SampleStore
+
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    subjects = bench.resolve_subjects(cfg.subjects, cfg.out)
+    load_references({s.id: s.image for s in subjects})
     protocol = cfg.generation
     items = bench.work_items(subjects, protocol.seeds)
     kinds = {s.kind for s in subjects}
@@ -235,6 +257,7 @@ def cmd_run(argv: list[str]) -> int:
             "methods": {name: {k: v for k, v in config_to_dict(p).items() if v != getattr(protocol, k)}
                         for name, p in methods},
             "random_weights": random_weights, "protocol": cfg.protocol, "flow": cfg.flow,
+            "protocol_choices": encoders.config.scoring.describe(),
             "generation": {**config_to_dict(protocol), "highlight": cfg.highlight,
                            "negative_prompt_text": protocol.negative_prompt_text},
             "sources": {k: dataclasses.asdict(weights_for_kind(cfg.sources, bench, k)) for k in sorted(kinds)},
@@ -253,11 +276,8 @@ def cmd_run(argv: list[str]) -> int:
 
 # -------------------------------------------------------------------------------------------------------- score
 def cmd_score(argv: list[str]) -> int:
-    from .report import write_report
-    from .runner import ReferenceImageError, load_references, score_tasks
+    from .runner import ReferenceImageError, load_references
     from .score_manifest import ScoreManifestError, read_score_manifest
-    from .scorer import VideoScorer
-    from .store import SampleStore
 
     from vm_common.config import ConfigError
 
@@ -276,6 +296,20 @@ def cmd_score(argv: list[str]) -> int:
     except (ScoreManifestError, ReferenceImageError) as exc:
         sys.stderr.write(f"vm bench score: {exc}\n")
         return 2
+    try:
+        with hold_output_folder(cfg.out, is_main=proc.is_main):
+            return _score_holding_out(cfg, tasks, proc)
+    except OutputFolderBusy as exc:
+        sys.stderr.write(f"vm bench score: {exc}\n")
+        return 2
+
+
+def _score_holding_out(cfg: ScoreConfig, tasks, proc) -> int:
+    from .report import write_report
+    from .runner import score_tasks
+    from .scorer import VideoScorer
+    from .store import SampleStore
+
     encoders = _encoders(cfg)
     families = _families({t.kind for t in tasks}, cfg.flow)
     try:
@@ -292,6 +326,7 @@ def cmd_score(argv: list[str]) -> int:
         atomic_write_json(Path(cfg.out) / "run.json", {
             "command": "score", "manifest": str(cfg.manifest), "preset": cfg.preset,
             "random_weights": cfg.preset == "tiny", "protocol": cfg.protocol, "flow": cfg.flow,
+            "protocol_choices": encoders.config.scoring.describe(),
             "methods": sorted({t.method for t in tasks}), "n_items": len(tasks), "processes": proc.count,
             "scoring_models": encoders.describe(families),
             "stats_main_process": {"done": stats.done, "skipped": stats.skipped, "seconds": round(stats.seconds, 2)},
@@ -309,8 +344,9 @@ def cmd_report(argv: list[str]) -> int:
 
     args = build_parser().parse_args(["report", *argv])
     try:
-        write_report(args.runs, args.out, layout=args.layout, title=args.title)
-    except (FileNotFoundError, ValueError) as exc:
+        with hold_output_folder(args.out):
+            write_report(args.runs, args.out, layout=args.layout, title=args.title)
+    except (FileNotFoundError, ValueError, OutputFolderBusy) as exc:
         sys.stderr.write(f"vm bench report: {exc}\n")
         return 2
     _print_tables(args.out)

@@ -28,6 +28,15 @@ DINO_SIZE = 224
 MODEL_NAME = "vit_small_patch16_224.dino"
 
 
+def set_layernorm_eps(model: torch.nn.Module, eps: float) -> int:
+    """Set ``eps`` of every LayerNorm in ``model`` (in place); returns how many were set."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    for m in norms:
+        m.eps = eps
+    logger.info("DINO: LayerNorm eps set to %g in %d layers", eps, len(norms))
+    return len(norms)
+
+
 @dataclass
 class DinoEncoder:
     model: torch.nn.Module
@@ -38,7 +47,10 @@ class DinoEncoder:
 
     @classmethod
     def load(cls, weights: Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-             model_kwargs: dict | None = None, model_id: str | None = None, batch_size: int = 16) -> "DinoEncoder":
+             model_kwargs: dict | None = None, model_id: str | None = None, batch_size: int = 16,
+             layernorm_eps: float | None = None) -> "DinoEncoder":
+        """The timm model from ``weights``. ``layernorm_eps``: run every LayerNorm with this eps (the authors'
+        transformers model uses 1e-12; None keeps the timm build's 1e-6, the eps DINO was trained with)."""
         import timm
 
         kwargs = dict(model_kwargs or {})
@@ -47,6 +59,8 @@ class DinoEncoder:
             kwargs = json.loads(kwargs_file.read_text())
         model = timm.create_model(MODEL_NAME, pretrained=True, num_classes=0,
                                   pretrained_cfg_overlay=dict(file=str(weights)), **kwargs)
+        if layernorm_eps is not None:
+            set_layernorm_eps(model, layernorm_eps)
         model = model.to(device=device, dtype=dtype).eval()
         logger.info("loaded DINO %s from %s (%s, %s)", MODEL_NAME, weights, device, dtype)
         return cls(model, torch.device(device), dtype, model_id or f"{MODEL_NAME}:{weights}", batch_size)

@@ -44,6 +44,13 @@ class EncoderConfig:
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {self.protocol!r}; expected one of {PROTOCOLS}")
 
+    @property
+    def scoring(self):
+        """The :class:`~vm_eval.scoring_protocol.ScoringProtocol` named by ``protocol`` (its choices)."""
+        from .scoring_protocol import scoring_protocol
+
+        return scoring_protocol(self.protocol)
+
 
 class Encoders:
     """The models of one scoring session, each loaded on first use and then reused."""
@@ -94,11 +101,13 @@ class Encoders:
             from .tiny import tiny_dino
 
             return DinoEncoder.load(tiny_dino() / "model.safetensors", device=self.device, dtype=self.dtype,
-                                    model_id=f"tiny-random:{MODEL_NAME}", batch_size=c.batch_size)
+                                    model_id=f"tiny-random:{MODEL_NAME}", batch_size=c.batch_size,
+                                    layernorm_eps=c.scoring.dino_layernorm_eps)
         from .registry import DINO
 
         return DinoEncoder.load(DINO.resolve(c.dino_weights), device=self.device, dtype=self.dtype,
-                                model_id=f"timm:{MODEL_NAME}:{c.dino_weights or DINO.default}", batch_size=c.batch_size)
+                                model_id=f"timm:{MODEL_NAME}:{c.dino_weights or DINO.default}", batch_size=c.batch_size,
+                                layernorm_eps=c.scoring.dino_layernorm_eps)
 
     @cached_property
     def face(self):

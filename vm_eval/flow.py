@@ -51,8 +51,19 @@ def top_fraction_mean(flow: np.ndarray, fraction: float = 0.05) -> float:
     return float(np.mean(np.partition(mag, mag.size - k)[mag.size - k:]))
 
 
+FROZEN_MODES = ("error", "static")
+
+
 def dynamic_degree(pair_scores: list[float], height: int, width: int, num_frames: int, flow_name: str,
-                   rule: DynamicRule = DynamicRule()) -> MetricResult:
+                   rule: DynamicRule = DynamicRule(), frozen: str = "error") -> MetricResult:
+    """The per-video DD result from the pair scores. ``frozen``: what a video of one frame (a GIF whose identical
+    frames were merged into one) gives: ``error`` (left out of the DD fraction) or ``static`` (DD 0: no pair can
+    move, as the authors' code counted it)."""
+    if frozen not in FROZEN_MODES:
+        raise ValueError(f"frozen must be one of {FROZEN_MODES}, got {frozen!r}")
+    if num_frames == 1 and frozen == "static":
+        return MetricResult.ok(0.0, flow=flow_name, frozen=True, threshold=rule.threshold(height, width),
+                               min_pairs=rule.min_pairs(num_frames), moving_pairs=0, pair_scores=[])
     if num_frames < 2 or not pair_scores:
         return MetricResult.error(f"dynamic degree needs at least 2 frames, got {num_frames}")
     thr, need = rule.threshold(height, width), rule.min_pairs(num_frames)

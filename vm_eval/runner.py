@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from vm_common.distributed import ProcessInfo, split_for_process
-from vm_common.media import MediaError, load_image, write_gif
+from vm_common.media import MediaError, load_image, open_image_as_stored, write_gif
 from vm_common.status import ERROR, OK, UNAVAILABLE
 from vm_model.protocol import GenerationProtocol
 
@@ -28,7 +28,7 @@ from .bench_defs import Benchmark, Subject, WorkItem
 from .results import MetricResult
 from .scorer import Reference, VideoScorer
 from .store import SampleStore
-from .videoio import read_video_strict
+from .videoio import read_video_strict, read_video_with_info
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +58,13 @@ def as_uint8_frames(frames, name: str) -> np.ndarray:
 
 
 def load_references(paths: Mapping[str, str]) -> dict[str, Reference]:
-    """Load every reference (key -> path) up front; a missing/unreadable one stops before any work."""
+    """Load every reference (key -> path) up front; a missing/unreadable one stops before any work. Each holds
+    both readings: the corrected one (EXIF, white compositing) and the file as stored (the authors' reading,
+    which the ``videomaker`` scoring protocol uses; see :meth:`VideoScorer.reference_image`)."""
     refs, problems = {}, []
     for key, path in paths.items():
         try:
-            refs[key] = Reference(key, load_image(path))
+            refs[key] = Reference(key, load_image(path), raw=open_image_as_stored(path))
         except MediaError as exc:
             problems.append(f"  - {key}: {exc}")
     if problems:
@@ -208,12 +210,15 @@ def score_tasks(tasks: list[ScoreTask], out_dir: Path, *, scorer: VideoScorer, p
                     "category": t.category, "prompt": t.prompt, "video": t.video, "reference": t.reference, **t.extra,
                     **(common or {})}
             try:
-                frames = read_video_strict(t.video)
+                frames, info = read_video_with_info(t.video)
             except MediaError as exc:
                 results = {m: MetricResult.error(str(exc)) for m in scorer.metrics_for(t.kind)}
             else:
                 base.update(n_frames=int(frames.shape[0]), height=int(frames.shape[1]), width=int(frames.shape[2]))
-                results = scorer.score(frames, prompt=t.prompt, reference=refs[t.reference], kind=t.kind)
+                # the authors' DD reader went by the frame rate of mp4 (non-GIF) files; GIFs keep all frames
+                fps = None if Path(t.video).suffix.lower() == ".gif" else info.fps
+                results = scorer.score(frames, prompt=t.prompt, reference=refs[t.reference], kind=t.kind,
+                                       video_fps=fps)
             rows = result_rows(base, results)
             store.append(rows)
             stats.done += 1

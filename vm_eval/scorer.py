@@ -8,13 +8,13 @@ prompt. A failure inside one family gives ``error`` results for that family's me
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-from .clip import clip_metrics
+from .clip import clip_metrics, clip_resize_crop
 from .dino import dino_metric
 from .encoders import Encoders
 from .face import face_metric
@@ -28,16 +28,22 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Reference:
-    """A subject's reference image as scored (read from its file at native size) and a cache key."""
+    """A subject's reference image as scored (read from its file at native size) and a cache key.
+
+    ``image``: the corrected reading (EXIF orientation applied, transparency composited on white, RGB);
+    ``raw``: the file as stored (its own mode, no EXIF transpose), which the ``videomaker`` protocol scores as the
+    authors' scripts did (None for an in-memory reference: ``image`` is used)."""
 
     key: str
     image: Image.Image
+    raw: Image.Image | None = None
 
 
 class VideoScorer:
     def __init__(self, encoders: Encoders, rule: DynamicRule = DynamicRule()):
         self.encoders = encoders
         self.rule = rule
+        self.protocol = encoders.config.scoring  # the scoring protocol's choices (vm_eval.scoring_protocol)
         self._ref_cache: dict[tuple[str, str], object] = {}
         self._text_cache: dict[str, np.ndarray] = {}
 
@@ -49,15 +55,26 @@ class VideoScorer:
         return metrics_for(kind, self.flow_name)
 
     # ----------------------------------------------------------------------------------------- cached embeddings
+    def reference_image(self, family: str, ref: Reference) -> Image.Image:
+        """The reference as ``family``'s encoder gets it under the scoring protocol. ``raw`` reading (videomaker):
+        the stored file without EXIF transpose; CLIP resizes and crops it in the file's own mode before PIL's
+        ``convert("RGB")`` (OpenAI CLIP's preprocess on an opened file), DINO and face convert it first; either
+        way transparency is dropped, not composited. Otherwise the corrected ``ref.image``."""
+        if self.protocol.reference_reading != "raw" or ref.raw is None:
+            return ref.image
+        if family == "clip":
+            return clip_resize_crop(ref.raw).convert("RGB")  # the encoder's own resize/crop is then a no-op
+        return ref.raw.convert("RGB")
+
     def _ref(self, family: str, ref: Reference):
         key = (family, ref.key)
         if key not in self._ref_cache:
             if family == "clip":
-                self._ref_cache[key] = self.encoders.clip.encode_images([ref.image])[0]
+                self._ref_cache[key] = self.encoders.clip.encode_images([self.reference_image(family, ref)])[0]
             elif family == "dino":
-                self._ref_cache[key] = self.encoders.dino.encode_images([ref.image])[0]
+                self._ref_cache[key] = self.encoders.dino.encode_images([self.reference_image(family, ref)])[0]
             elif family == "face":
-                self._ref_cache[key] = self.encoders.face.reference_embedding(ref.image)
+                self._ref_cache[key] = self.encoders.face.reference_embedding(self.reference_image(family, ref))
             else:
                 raise KeyError(family)
         return self._ref_cache[key]
@@ -69,9 +86,12 @@ class VideoScorer:
 
     # ------------------------------------------------------------------------------------------------- scoring
     def score(self, frames: np.ndarray, *, prompt: str, reference: Reference, kind: str = "human",
-              metrics: Sequence[str] | None = None, dd_frames: np.ndarray | None = None) -> dict[str, MetricResult]:
+              metrics: Sequence[str] | None = None, dd_frames: np.ndarray | None = None,
+              video_fps: float | None = None) -> dict[str, MetricResult]:
         """Per-video results for ``metrics`` (default: those of ``kind``). ``dd_frames``: the frames flow is
-        computed on when they differ from the scored ones (the paper ran DD on the saved GIFs)."""
+        computed on when they differ from the scored ones (the paper ran DD on the saved GIFs). ``video_fps``: the
+        frame rate of a non-GIF video file the frames were read from; the ``videomaker`` protocol then keeps every
+        ``round(fps / 8)``-th frame for DD, as the authors' reader did."""
         wanted = tuple(metrics or self.metrics_for(kind))
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"expected uint8 frames (F, H, W, 3), got {frames.dtype} {frames.shape}")
@@ -82,14 +102,16 @@ class VideoScorer:
         pil = to_pil_list(frames) if {"clip", "dino"} & set(families) else []
         for family, names in families.items():
             try:
-                results.update(self._score_family(family, names, frames, pil, prompt, reference, dd_frames))
+                results.update(self._score_family(family, names, frames, pil, prompt, reference, dd_frames,
+                                                  video_fps))
             except Exception as exc:  # one family failing must not stop the others
                 logger.exception("%s metrics failed", family)
                 for n in names:
                     results[n] = MetricResult.error(f"{family} scoring failed: {type(exc).__name__}: {exc}")
         return {m: results[m] for m in wanted}
 
-    def _score_family(self, family, names, frames, pil, prompt, reference, dd_frames) -> dict[str, MetricResult]:
+    def _score_family(self, family, names, frames, pil, prompt, reference, dd_frames,
+                      video_fps=None) -> dict[str, MetricResult]:
         if family == "clip":
             return self._clip(names, pil, prompt, reference)
         if family == "dino":
@@ -102,9 +124,13 @@ class VideoScorer:
             return self.encoders.toy.score(frames, reference.image, prompt, tuple(names))
         if family == "flow":
             src = frames if dd_frames is None else dd_frames
+            interval = self.protocol.dd_frame_interval(video_fps)
+            src = src[::interval]
             n, h, w = src.shape[:3]
             scores = self.encoders.flow.pair_scores(src, self.rule.top_fraction) if n >= 2 else []
-            res = dynamic_degree(scores, h, w, n, self.flow_name, self.rule)
+            res = dynamic_degree(scores, h, w, n, self.flow_name, self.rule, frozen=self.protocol.frozen_video_dd)
+            if video_fps is not None:
+                res = replace(res, detail={**res.detail, "source_fps": video_fps, "frame_interval": interval})
             return {name: res for name in names}
         raise KeyError(f"unknown metric family {family!r}")
 

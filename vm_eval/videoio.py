@@ -6,11 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
-from vm_common.media import VideoReadError, video_info
+from vm_common.media import VideoInfo, VideoReadError, video_info
 
 
 def read_video_strict(path: str | Path) -> np.ndarray:
     """uint8 RGB frames (F, H, W, 3); VideoReadError (naming the file) if missing, empty, not a video, or truncated."""
+    return read_video_with_info(path)[0]
+
+
+def read_video_with_info(path: str | Path) -> tuple[np.ndarray, VideoInfo]:
+    """As :func:`read_video_strict`, with the container's :class:`VideoInfo` (frame rate, declared frame count)."""
     import av
 
     path = Path(path)
@@ -28,4 +33,4 @@ def read_video_strict(path: str | Path) -> np.ndarray:
     if info.num_frames and len(frames) < info.num_frames:
         raise VideoReadError(f"truncated video {path}: decoded {len(frames)} of the {info.num_frames} frames "
                              f"its header declares")
-    return np.stack(frames)
+    return np.stack(frames), info

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from vm_common.config import add_dataclass_arguments, build_config, config_to_dict
 from vm_common.io_utils import atomic_write_json
+from vm_common.output_lock import OutputFolderBusy, hold_output_folder
 from vm_common.media import ImageLoadError, load_image, write_gif, write_mp4
 from vm_common.weights import MissingWeightsError
 
@@ -104,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", exc)
         return 2
     try:
-        return generate(cfg, references, [str(p) for p in args.image], prompts, args.out)
-    except (MissingWeightsError, ImageLoadError, ValueError) as exc:
+        with hold_output_folder(args.out):
+            return generate(cfg, references, [str(p) for p in args.image], prompts, args.out)
+    except (MissingWeightsError, ImageLoadError, ValueError, OutputFolderBusy) as exc:
         logger.error("%s", exc)
         return 2
 

@@ -140,6 +140,10 @@ class VideoMakerPipeline(AnimateDiffPipeline):
         height = height or self.unet.config.sample_size * self.vae_scale_factor
         width = width or self.unet.config.sample_size * self.vae_scale_factor
         self._check_videomaker_inputs(prompt, prompt_embeds, reference_image, reference_latents, num_frames)
+        if (reference_image is not None or reference_latents is not None) and (
+                ip_adapter_image is not None or ip_adapter_image_embeds is not None):
+            raise ValueError("IP-Adapter inputs together with a VideoMaker reference are not supported: loading an "
+                             "IP-Adapter replaces the attention processors that PISA needs")
         self.check_inputs(prompt, height, width, None, negative_prompt, prompt_embeds, negative_prompt_embeds,
                           ip_adapter_image, ip_adapter_image_embeds, callback_on_step_end_tensor_inputs)
         self._guidance_scale = guidance_scale

@@ -283,6 +283,40 @@ def uninstall_pisa(unet) -> None:
     unet.set_attn_processor(processors)
 
 
+class PISARemovedError(RuntimeError):
+    """A call with reference frames found spatial attention layers without their PISA processors."""
+
+
+def reference_aware(processor) -> bool:
+    """True for a processor that takes the per-call reference layout (declares PISA's frame-count kwargs by name,
+    as diffusers requires): ours, or a user's own implementation of the same contract."""
+    import inspect
+
+    try:
+        params = inspect.signature(processor.__call__).parameters
+    except (TypeError, ValueError):
+        return False
+    return _KW_FRAMES in params and _KW_REFS in params
+
+
+def check_pisa_installed(unet) -> None:
+    """Raise :class:`PISARemovedError` unless every spatial attention processor is reference-aware
+    (:func:`reference_aware`). Without this, a call with a reference after ``fuse_qkv_projections()``,
+    ``load_ip_adapter()``, ``set_attn_processor()`` or ``enable_xformers_memory_efficient_attention()`` would
+    silently generate without the subject (diffusers drops the kwargs the replacement does not declare)."""
+    model = getattr(unet, "module", unet)
+    processors = model.attn_processors
+    expected = spatial_self_attention_names(model) + spatial_cross_attention_names(model)
+    wrong = [(n, type(processors.get(n)).__name__) for n in expected if not reference_aware(processors.get(n))]
+    if wrong:
+        name, found = wrong[0]
+        raise PISARemovedError(
+            f"PISA is not installed on {len(wrong)} of {len(expected)} spatial attention layers (e.g. {name} runs "
+            f"{found}): something replaced the attention processors (fuse_qkv_projections, load_ip_adapter, "
+            f"set_attn_processor, enable_xformers_memory_efficient_attention); call install_pisa(unet) or "
+            f"pipe.set_pisa_config(config) again before generating with a reference")
+
+
 def installed_pisa_config(unet) -> PISAConfig | None:
     """The config of the installed PISA processors, or None when PISA is not installed."""
     for name, proc in unet.attn_processors.items():

@@ -15,8 +15,10 @@ import argparse
 import dataclasses
 import logging
 import random
+import os
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +28,8 @@ import torch
 
 from vm_common.config import add_dataclass_arguments, build_config, config_to_dict
 from vm_common.devices import use_cpu
-from vm_common.io_utils import append_jsonl, atomic_write_json, repair_jsonl
+from vm_common.io_utils import append_jsonl, atomic_write_json, current_umask, repair_jsonl
+from vm_common.output_lock import OutputFolderBusy, clear_folder, folder_has_outputs, hold_output_folder
 
 from .checkpoint import WEIGHTS_FILE, clean_parameter_name, latest_checkpoint, save_trainable_weights
 from .components import load_base_components, resolve_videomaker_weights
@@ -197,19 +200,25 @@ def build_dataset(cfg: TrainConfig, output_dir: Path):
 
 # ------------------------------------------------------------------------------------------------- run dir
 def prepare_run_dir(output_dir: Path, resume: bool, overwrite: bool, is_main: bool) -> None:
-    exists = output_dir.exists() and any(output_dir.iterdir())
+    exists = folder_has_outputs(output_dir)
     if exists and not (resume or overwrite):
         raise FileExistsError(f"run folder {output_dir} exists; pass --resume to continue it or --overwrite to "
                               f"replace it")
     if is_main:
         if exists and overwrite and not resume:
-            shutil.rmtree(output_dir)
+            clear_folder(output_dir)  # keeps the lock this run holds
         output_dir.mkdir(parents=True, exist_ok=True)
 
 
 def _rng_state(generator: torch.Generator) -> dict:
-    state = {"generator": generator.get_state(), "python": random.getstate(), "numpy": np.random.get_state(),
-             "torch": torch.get_rng_state()}
+    """Every RNG's state as tensors and plain data, so that ``torch.load(weights_only=True)`` reads it back."""
+    bit_generator, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state = {"generator": generator.get_state(), "torch": torch.get_rng_state(),
+             "python": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
+                        "gauss": gauss},
+             "numpy": {"bit_generator": str(bit_generator), "keys": torch.from_numpy(keys.astype(np.int64)),
+                       "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -217,11 +226,27 @@ def _rng_state(generator: torch.Generator) -> dict:
 
 def _set_rng_state(generator: torch.Generator, state: dict) -> None:
     generator.set_state(state["generator"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(x) for x in py["internal"].tolist()), py["gauss"]))
+    npy = state["numpy"]
+    np.random.set_state((npy["bit_generator"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_training_state(path: Path) -> dict:
+    """A checkpoint's ``state.pt`` (optimizer, scheduler, RNG): data only (``weights_only=True``), so a crafted file
+    cannot run code; anything else is refused with the file named."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - the unpickler's refusals have many types
+        raise ValueError(f"cannot resume from {path}: not a data-only training state ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not isinstance(state, dict) or not {"step", "optimizer", "lr_scheduler", "rng"} <= set(state):
+        raise ValueError(f"cannot resume from {path}: expected a dict with step, optimizer, lr_scheduler and rng")
+    return state
 
 
 def save_checkpoint(run_dir: Path, step: int, unet, optimizer, lr_scheduler, generator, cfg: TrainConfig,
@@ -229,9 +254,9 @@ def save_checkpoint(run_dir: Path, step: int, unet, optimizer, lr_scheduler, gen
     """Write ``checkpoints/step-N`` into a temporary folder and rename it into place (never half-written)."""
     root = run_dir / "checkpoints"
     final = root / f"step-{step:08d}"
-    tmp = root / f".step-{step:08d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:08d}.", suffix=".tmp", dir=root))  # ours alone
+    os.chmod(tmp, 0o777 & ~current_umask())
     save_trainable_weights(unet, tmp / WEIGHTS_FILE, metadata={"step": step, "config": config_to_dict(cfg)})
     torch.save({"step": step, "optimizer": optimizer.state_dict(), "lr_scheduler": lr_scheduler.state_dict(),
                 "rng": _rng_state(generator)}, tmp / "state.pt")
@@ -246,6 +271,15 @@ def save_checkpoint(run_dir: Path, step: int, unet, optimizer, lr_scheduler, gen
 
 # ------------------------------------------------------------------------------------------------- training
 def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> dict:
+    """Train into ``cfg.output_dir``, holding it alone (``vm_common.output_lock``) for the whole run."""
+    from accelerate import PartialState
+
+    is_main = PartialState(cpu=use_cpu()).is_main_process
+    with hold_output_folder(cfg.output_dir, is_main=is_main):
+        return _train(cfg, resume=resume, overwrite=overwrite)
+
+
+def _train(cfg: TrainConfig, *, resume: bool, overwrite: bool) -> dict:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
@@ -312,7 +346,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) ->
             from .checkpoint import load_videomaker_weights
 
             load_videomaker_weights(unet, latest / WEIGHTS_FILE)
-            state = torch.load(latest / "state.pt", map_location="cpu", weights_only=False)
+            state = load_training_state(latest / "state.pt")
             optimizer.load_state_dict(state["optimizer"])
             lr_scheduler.load_state_dict(state["lr_scheduler"])
             _set_rng_state(generator, state["rng"])
@@ -452,6 +486,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         last = train(cfg, resume=args.resume, overwrite=args.overwrite)
+    except OutputFolderBusy as exc:
+        logger.error("%s", exc)
+        return 2
     except (TrainingDiverged, FileExistsError, FileNotFoundError) as exc:
         logger.error("%s", exc)
         return 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .pisa import pisa_kwargs
+from .pisa import check_pisa_installed, pisa_kwargs
 
 
 def max_frames(unet) -> int | None:
@@ -40,6 +40,8 @@ def unet_with_reference(
     frames = noisy_video.shape[2]
     refs = 0 if reference is None else reference.shape[2]
     check_frame_count(unet, frames, refs)
+    if refs:
+        check_pisa_installed(unet)
     sample = noisy_video if reference is None else torch.cat([noisy_video, reference.to(noisy_video.dtype)], dim=2)
     total = frames + refs
     if text_embeds.shape[0] != noisy_video.shape[0]:
