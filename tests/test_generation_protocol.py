@@ -67,3 +67,74 @@ def test_bench_yaml_preset_and_bad_benchmark_protocol(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("preset: nonsense\n")
     assert bench_main(["run", "--config", str(cfg), "--out", str(tmp_path / "o2")]) == 2
+
+
+@pytest.fixture(scope="module")
+def tiny_pipe():
+    from vm_model.components import load_pipeline
+    from vm_model.sources import ModelSources
+
+    return load_pipeline(ModelSources(base_model="builtin:tiny", motion_adapter="builtin:tiny"), device="cpu")
+
+
+def _reference(pipe):
+    from PIL import Image
+    from skimage import data
+
+    return pipe.prepare_reference_latents(Image.fromarray(data.chelsea()), 64, 64, "cpu", torch.float32)
+
+
+def test_batched_videos_equal_videos_made_alone(tiny_pipe):
+    from vm_model.protocol import render_video, render_videos
+
+    protocol = GenerationProtocol(num_frames=2, height=64, width=64, steps=2, negative_prompt="ugly")
+    ref = _reference(tiny_pipe)
+    prompts, seeds = ["A cat.", "A cat running.", "A cat."], [1, 2, 3]
+    batched = render_videos(tiny_pipe, protocol, prompts, ref, seeds)
+    alone = [render_video(tiny_pipe, protocol, p, ref, s) for p, s in zip(prompts, seeds)]
+    for a, b in zip(batched, alone):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert np.abs(batched[0] - batched[2]).max() > 1e-3  # same prompt, other seed: another video
+
+
+@pytest.mark.parametrize("options", [dict(offload="model"), dict(vae_slicing=True, vae_tiling=True)])
+def test_low_memory_modes_give_the_same_video(tmp_path, options):
+    from vm_model.components import load_pipeline
+    from vm_model.execution import ExecutionOptions
+    from vm_model.protocol import render_video
+    from vm_model.sources import ModelSources
+
+    protocol = GenerationProtocol(num_frames=2, height=64, width=64, steps=2)
+    tiny = ModelSources(base_model="builtin:tiny", motion_adapter="builtin:tiny")
+    plain = load_pipeline(tiny, device="cpu")
+    low = load_pipeline(tiny, device="cpu", execution=ExecutionOptions(**options))
+    expected = render_video(plain, protocol, "A cat.", _reference(plain), 4)
+    got = render_video(low, protocol, "A cat.", _reference(low), 4)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_generate_batch_size_writes_the_same_videos(tmp_path):
+    from PIL import Image
+    from skimage import data
+
+    image = tmp_path / "cat.png"
+    Image.fromarray(data.chelsea()).save(image)
+    common = ["--preset", "tiny", "--num-frames", "2", "--height", "64", "--width", "64", "--image", str(image),
+              "--prompt", "A cat.", "--prompt", "A dog.", "--seed", "1", "2"]
+    assert generate_main(common + ["--out", str(tmp_path / "one")]) == 0
+    assert generate_main(common + ["--batch-size", "3", "--out", str(tmp_path / "three")]) == 0
+    names = sorted(p.name for p in (tmp_path / "one").glob("*.gif"))
+    assert len(names) == 4 and names == sorted(p.name for p in (tmp_path / "three").glob("*.gif"))
+    for name in names:
+        diff = np.abs(read_video(tmp_path / "one" / name).astype(int) - read_video(tmp_path / "three" / name))
+        assert diff.max() <= 1  # GIF quantisation of float-tolerance differences
+
+
+def test_sequential_offload_on_cpu_is_a_clear_error():
+    from vm_model.components import load_pipeline
+    from vm_model.execution import ExecutionOptions
+    from vm_model.sources import ModelSources
+
+    with pytest.raises(ValueError, match="needs a GPU"):
+        load_pipeline(ModelSources(base_model="builtin:tiny", motion_adapter="builtin:tiny"), device="cpu",
+                      execution=ExecutionOptions(offload="sequential"))

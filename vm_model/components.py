@@ -11,6 +11,7 @@ import torch
 from vm_common.devices import default_device
 from vm_common.weights import MissingWeightsError, resolve_source
 
+from .execution import ExecutionOptions, place_pipeline
 from .pisa import PISAConfig
 from .registry import VIDEOMAKER_HUMAN, VIDEOMAKER_OBJECT
 from .sources import ModelSources, builtin_name, resolve_builtin
@@ -115,11 +116,12 @@ def resolve_videomaker_weights(spec: str) -> Path:
 
 
 def load_pipeline(sources: ModelSources | None = None, device: str | None = None, dtype: torch.dtype | None = None,
-                  pisa: PISAConfig = PISAConfig()):
+                  pisa: PISAConfig = PISAConfig(), execution: ExecutionOptions | None = None):
     """Build a ready-to-call :class:`VideoMakerPipeline` (PISA installed, VideoMaker weights loaded if given).
 
     ``sources`` default to the official base and motion adapter without VideoMaker weights;
-    ``ModelSources(base_model="builtin:tiny", motion_adapter="builtin:tiny")`` are the tiny random components."""
+    ``ModelSources(base_model="builtin:tiny", motion_adapter="builtin:tiny")`` are the tiny random components.
+    ``execution``: offload, VAE slicing/tiling, compile (:mod:`vm_model.execution`)."""
     from .checkpoint import load_videomaker_weights
     from .pipeline import VideoMakerPipeline
 
@@ -132,6 +134,6 @@ def load_pipeline(sources: ModelSources | None = None, device: str | None = None
         pipe.weights_report = load_videomaker_weights(pipe.unet,
                                                       resolve_videomaker_weights(sources.videomaker_weights))
     pipe.sources = sources
-    pipe.to(device)
+    place_pipeline(pipe, device, execution)
     pipe.set_progress_bar_config(disable=not logger.isEnabledFor(logging.INFO))
     return pipe

@@ -37,9 +37,10 @@ from vm_common.devices import default_device
 from vm_common.status import OK
 
 from .components import load_pipeline
+from .execution import ExecutionOptions, batches
 from .pisa import PISAConfig
 from .presets import PRESET_HELP, PRESETS, presets_for
-from .protocol import GenerationProtocol, render_video, to_uint8
+from .protocol import GenerationProtocol, render_videos, to_uint8
 from .sources import ModelSources
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ class GenerateConfig:
                                   metadata={"group": "model sources"})
     generation: GenerationProtocol = field(default_factory=GenerationProtocol,
                                            metadata={"group": "generation protocol"})
+    execution: ExecutionOptions = field(default_factory=ExecutionOptions, metadata={
+        "group": "execution (speed and memory; never changes a video beyond float tolerance)"})
     highlight: str | None = field(default=None, metadata={"help": "subject-highlight the image first with this "
                                                                   "detector prompt (e.g. 'head', 'dog')"})
     device: str | None = field(default=None, metadata={"help": "cuda / cpu (default: cuda when available)"})
@@ -156,9 +159,10 @@ def generate(cfg: GenerateConfig, references, reference_names: list[str], prompt
         references, highlight_notes = _highlight(references, reference_names, cfg)
 
     pipe = load_pipeline(sources, device=device, dtype=protocol.torch_dtype(device),
-                         pisa=PISAConfig(mode=protocol.pisa_mode))
-    reference_latents = pipe.prepare_reference_latents(references, protocol.height, protocol.width, pipe.device,
-                                                       pipe.unet.dtype, encoding=protocol.reference_encoding)
+                         pisa=PISAConfig(mode=protocol.pisa_mode), execution=cfg.execution)
+    reference_latents = pipe.prepare_reference_latents(references, protocol.height, protocol.width,
+                                                       pipe._execution_device, pipe.unet.dtype,
+                                                       encoding=protocol.reference_encoding)
     identity = {"sources": dataclasses.asdict(sources), "generation": dataclasses.asdict(protocol),
                 "highlight": cfg.highlight, "references": [_image_digest(im) for im in references]}
     run_info = {
@@ -173,18 +177,23 @@ def generate(cfg: GenerateConfig, references, reference_names: list[str], prompt
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "run.json", run_info)
 
-    done = skipped = 0
+    todo, skipped = [], 0
     for p_index, prompt in enumerate(prompts):
         for seed in protocol.seeds:
             stem = f"{p_index:03d}-{slugify(prompt)}-s{seed}"
             fingerprint = _fingerprint(identity, prompt, seed)
             if _already_made(out_dir, stem, fingerprint):
                 skipped += 1
-                continue
-            video = to_uint8(render_video(pipe, protocol, prompt, reference_latents, seed))
+            else:
+                todo.append((stem, prompt, seed, fingerprint))
+    done = 0
+    for batch in batches(todo, cfg.execution.batch_size):
+        videos = render_videos(pipe, protocol, [b[1] for b in batch], reference_latents, [b[2] for b in batch])
+        for (stem, prompt, seed, fingerprint), frames in zip(batch, videos):
+            video = to_uint8(frames)
             write_mp4(out_dir / f"{stem}.mp4", video, fps=protocol.fps)
             write_gif(out_dir / f"{stem}.gif", video, fps=protocol.fps)
-            atomic_write_json(out_dir / f"{stem}.json", {
+            atomic_write_json(out_dir / f"{stem}.json", {  # last: a sidecar means the video is complete
                 "prompt": prompt, "seed": seed, "video": f"{stem}.mp4", "gif": f"{stem}.gif",
                 "num_frames": int(video.shape[0]), "height": int(video.shape[1]), "width": int(video.shape[2]),
                 "fingerprint": fingerprint, **run_info,

@@ -21,12 +21,13 @@ logger = logging.getLogger(__name__)
 
 ReferenceInput = Union[str, os.PathLike, Image.Image, np.ndarray]
 
-def encode_reference_images(vae, images: torch.Tensor, encoding: str = "mean") -> torch.Tensor:
+def encode_reference_images(vae, images: torch.Tensor, encoding: str = "mean", device=None) -> torch.Tensor:
     """VAE-encode reference images (N, 3, H, W) in [-1, 1] without noise, scaled as the UNet sees them.
 
     ``encoding``: ``mean`` (the latent mean: deterministic; training and our inference use it, so the reference
-    latents match) or ``sample`` (the official release: ``latent_dist.sample()`` from the global RNG)."""
-    posterior = vae.encode(images.to(device=vae.device, dtype=vae.dtype)).latent_dist
+    latents match) or ``sample`` (the official release: ``latent_dist.sample()`` from the global RNG). ``device``:
+    where the VAE computes (default: where its weights are; under sequential offload they are on ``meta``)."""
+    posterior = vae.encode(images.to(device=device or vae.device, dtype=vae.dtype)).latent_dist
     if encoding == "mean":
         latents = posterior.mean
     elif encoding == "sample":
@@ -82,7 +83,7 @@ class VideoMakerPipeline(AnimateDiffPipeline):
             arr = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)
             tensors.append(arr)
         batch = torch.stack(tensors).to(device=device)
-        latents = encode_reference_images(self.vae, batch, encoding)  # (R, C, h, w)
+        latents = encode_reference_images(self.vae, batch, encoding, device=self._execution_device)  # (R, C, h, w)
         return latents.permute(1, 0, 2, 3).unsqueeze(0).to(dtype)
 
     def _check_videomaker_inputs(self, prompt, prompt_embeds, reference_image, reference_latents, num_frames):

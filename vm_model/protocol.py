@@ -107,16 +107,29 @@ class GenerationProtocol:
         return torch.Generator(device=where).manual_seed(int(seed))
 
 
-def render_video(pipe, protocol: GenerationProtocol, prompt: str, reference_latents: torch.Tensor | None,
-                 seed: int) -> np.ndarray:
-    """One video, (F, H, W, 3) float in [0, 1], exactly as the protocol says (the only place videos are made)."""
-    if protocol.reference == "zeroed" and reference_latents is not None:
+def render_videos(pipe, protocol: GenerationProtocol, prompts: list[str], reference_latents: torch.Tensor | None,
+                  seeds: list[int]) -> list[np.ndarray]:
+    """Videos of one reference, one per (prompt, seed), in one pipeline call: (F, H, W, 3) floats in [0, 1].
+
+    Every video has its own generator seeded with its seed, so it equals the video made alone (float tolerance).
+    This and :func:`render_video` are the only places videos are made from a protocol."""
+    if len(prompts) != len(seeds) or not prompts:
+        raise ValueError(f"need one seed per prompt, got {len(prompts)} prompts and {len(seeds)} seeds")
+    if protocol.reference == "zeroed" and reference_latents is not None:  # the baseline: no appearance information
         reference_latents = torch.zeros_like(reference_latents)
-    out = pipe(prompt=prompt, negative_prompt=protocol.negative_prompt_text or None,
+    generators = [protocol.generator(seed, pipe._execution_device) for seed in seeds]
+    negative = protocol.negative_prompt_text or None
+    out = pipe(prompt=list(prompts), negative_prompt=[negative] * len(prompts) if negative else None,
                reference_latents=reference_latents, num_frames=protocol.num_frames, height=protocol.height,
                width=protocol.width, num_inference_steps=protocol.steps, guidance_scale=protocol.guidance_scale,
-               generator=protocol.generator(seed, pipe.device), output_type="np")
-    return np.asarray(out.frames[0])
+               generator=generators if len(generators) > 1 else generators[0], output_type="np")
+    return [np.asarray(video) for video in out.frames]
+
+
+def render_video(pipe, protocol: GenerationProtocol, prompt: str, reference_latents: torch.Tensor | None,
+                 seed: int) -> np.ndarray:
+    """One video, (F, H, W, 3) float in [0, 1], exactly as the protocol says."""
+    return render_videos(pipe, protocol, [prompt], reference_latents, [seed])[0]
 
 
 def to_uint8(frames: np.ndarray) -> np.ndarray:
