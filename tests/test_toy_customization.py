@@ -92,7 +92,7 @@ def test_quick_experiment_runs_end_to_end(tmp_path):
     out = tmp_path / "out"
     assert bench.main(["--out", str(out), "--quick", "--train-clips", "32", "--vae-steps", "40",
                        "--base-steps", "4", "--steps", "3", "--eval-subjects", "4", "--inference-steps", "3",
-                       "--jobs", "1"]) == 0
+                       "--jobs", "1", "--export", str(tmp_path / "weights")]) == 0
     result = json.loads((out / "toy_customization.json").read_text())
     for key in ("fidelity_error", "motion_accuracy"):
         assert set(result[key]) == set(bench.VARIANTS)
@@ -106,6 +106,14 @@ def test_quick_experiment_runs_end_to_end(tmp_path):
     assert {m["prediction_type"] for m in result["metrics"].values()} == {"v_prediction"}
     provenance = json.loads((out / "toy_work" / "runs" / "full" / "provenance.json").read_text())
     assert provenance["prediction_type"] == "v_prediction"
+    # --export: the files builtin:toy ships, with how they were made
+    from vm_model.toy.shipped import read_record
+
+    record = read_record(tmp_path / "weights")
+    assert record["measured"]["full"]["fidelity_error"] == result["fidelity_error"]["full"]
+    assert record["steps"]["videomaker"] == 3 and "--export" in record["command"]
+    assert {"videomaker.safetensors", "base/unet/diffusion_pytorch_model.safetensors",
+            "motion_adapter/diffusion_pytorch_model.safetensors"} <= set(record["files"])
 
 
 def test_stage2_trains_what_the_config_says(tmp_path):

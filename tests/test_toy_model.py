@@ -92,12 +92,19 @@ def test_toy_generation_wears_the_reference_colours(toy_pipe):
     assert sum(f < z for f, z in zip(full, zeroed)) >= 3, (full, zeroed)
 
 
-def test_zeroed_reference_is_a_protocol_choice():
-    from vm_model.protocol import GenerationProtocol
+def test_zeroed_reference_is_a_protocol_choice(toy_pipe):
+    from vm_model.presets import TOY_PROTOCOL
+    from vm_model.protocol import GenerationProtocol, render_video
 
     assert GenerationProtocol().reference == "image"
     with pytest.raises(ValueError, match="reference"):
         GenerationProtocol(reference="blank")
+    latents = torch.randn(1, 4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    zeroed = render_video(toy_pipe, GenerationProtocol(**TOY_PROTOCOL, reference="zeroed"), caption_for("up"),
+                          latents, seed=1)
+    zeros = render_video(toy_pipe, GenerationProtocol(**TOY_PROTOCOL), caption_for("up"), torch.zeros_like(latents),
+                         seed=1)
+    assert np.array_equal(zeroed, zeros)
 
 
 def test_toy_benchmark_registers_its_metrics(tmp_path):
