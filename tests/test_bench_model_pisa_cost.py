@@ -63,7 +63,7 @@ def test_quick_run_json_structure(quick_result):
     assert data["device"]["cpu_model"] and data["device"]["torch"] == torch.__version__
     fw = data["forward"]
     assert fw["shape"] == dict(resolution=64, latent=8, frames=4, frames_with_reference=5, batch=1)
-    assert set(fw["variants"]) == set(fw["raw_s"]) == {"stock", "no_pisa", "pisa_concat", "pisa_lse"}
+    assert set(fw["variants"]) == set(fw["raw_s"]) == {"stock", "no_pisa", "pisa_concat", "pisa_lse", "official"}
     for v, r in fw["variants"].items():
         assert len(fw["raw_s"][v]) == fw["repeats"] == 1
         assert r["median_s"] > 0 and r["flops"] > 0 and r["peak_memory_bytes"] >= 0 and r["cpu_time_ratio"] > 0

@@ -7,6 +7,8 @@ weights built offline, or the tiny configs of ``vm_model/tiny.py``. Forward vari
 * ``no_pisa``      F + 1 frames, ``PISAConfig(enabled=False)`` (the reference is only an extra frame)
 * ``pisa_concat``  F + 1 frames, PISA ``mode="concat"`` (the method as trained)
 * ``pisa_lse``     F + 1 frames, PISA ``mode="lse"`` (inference-only exact merge)
+* ``official``     F + 1 frames, the official release's layout: the reference repeated next to every frame and
+                   projected F times (``benchmarks/pisa/official.py``; same result as ``pisa_concat``)
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from benchmarks.harness.flops import flop_counter
 SD15_UNET_CONFIG = dict(block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8,
                         layers_per_block=2, sample_size=64)
 TEXT_TOKENS = 77
-FORWARD_VARIANTS = ("stock", "no_pisa", "pisa_concat", "pisa_lse")
+FORWARD_VARIANTS = ("stock", "no_pisa", "pisa_concat", "pisa_lse", "official")
 VARIANT_DESCRIPTIONS = {
     "stock": "stock AnimateDiff, F frames, no reference",
     "no_pisa": "F + 1 frames, PISAConfig(enabled=False)",
     "pisa_concat": "F + 1 frames, PISA concat",
     "pisa_lse": "F + 1 frames, PISA lse (inference)",
+    "official": "F + 1 frames, the official release's repeated-reference layout",
 }
 
 
@@ -123,6 +126,11 @@ def apply_variant(unet, variant: str) -> int:
     if variant == "stock":
         uninstall_pisa(unet)
         return 0
+    if variant == "official":
+        from benchmarks.pisa.official import install_official_layout
+
+        install_official_layout(unet)
+        return 1
     configs = {"no_pisa": PISAConfig(enabled=False), "pisa_concat": PISAConfig(mode="concat"),
                "pisa_lse": PISAConfig(mode="lse")}
     if variant not in configs:
