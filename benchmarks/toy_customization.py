@@ -73,6 +73,9 @@ class ToyConfig:
                                                       "test)", "choices": [1, 2]})
     lanes: bool = field(default=False, metadata={"help": "each direction keeps to its own lane along one side of the "
                                                          "frame (vm_model.toy.domain.LANES)"})
+    attribute: str = field(default="none", metadata={
+        "help": "none, or stripes: horizontal / vertical stripes named in the caption and shown by the reference "
+                "(the copy-paste experiment, docs/injection_schedule.md)", "choices": ["none", "stripes"]})
     max_tokens: int = field(default=8, metadata={"help": "tokenizer model_max_length of the toy base (captions are "
                                                          "five words)"})
     text_layers: int = field(default=1, metadata={"help": "layers of the toy (random, frozen) CLIP text encoder"})
@@ -151,7 +154,7 @@ def subject_ranges(cfg: ToyConfig):
     from vm_model.toy.domain import SubjectRanges
 
     return SubjectRanges(radius=tuple(cfg.radius), cell=tuple(cfg.cell), travel=tuple(cfg.travel), jitter=cfg.jitter,
-                          lanes=cfg.lanes, colours=cfg.colours)
+                          lanes=cfg.lanes, colours=cfg.colours, attribute=cfg.attribute)
 
 
 def toy_domain(cfg: ToyConfig):
@@ -280,20 +283,25 @@ def load_variant(cfg: ToyConfig, work: Path, variant: str):
 
 
 @torch.no_grad()
-def generate(cfg: ToyConfig, pipe, subjects: list, references: list[np.ndarray], zero_reference: bool) -> np.ndarray:
-    """(N, F, H, W, 3) float in [0, 1]; the same initial noise for every variant (one seeded generator)."""
+def generate(cfg: ToyConfig, pipe, subjects: list, references: list[np.ndarray], zero_reference: bool,
+             prompts: list[str] | None = None, guidance_scale: float | None = None, **controls) -> np.ndarray:
+    """(N, F, H, W, 3) float in [0, 1]; the same initial noise for every variant (one seeded generator).
+    ``prompts``: default each subject's own caption; ``guidance_scale``: default the config's; ``controls``: further
+    pipeline arguments (``injection_schedule``, ``reference_guidance_scale``)."""
     from PIL import Image
 
-    from vm_model.toy.domain import caption_for
+    from vm_model.toy.domain import subject_caption
 
     latents = torch.cat([pipe.prepare_reference_latents(Image.fromarray(r), cfg.size, cfg.size, "cpu", torch.float32)
                          for r in references])  # (N, C, 1, h, w)
     if zero_reference:
         latents = torch.zeros_like(latents)
-    out = pipe(prompt=[caption_for(s.direction) for s in subjects], reference_latents=latents,
+    ranges = subject_ranges(cfg)
+    prompts = prompts if prompts is not None else [subject_caption(s, ranges) for s in subjects]
+    out = pipe(prompt=list(prompts), reference_latents=latents,
                num_frames=cfg.num_frames, height=cfg.size, width=cfg.size, num_inference_steps=cfg.inference_steps,
-               guidance_scale=cfg.guidance_scale, generator=torch.Generator().manual_seed(cfg.seed + 12345),
-               output_type="np")
+               guidance_scale=cfg.guidance_scale if guidance_scale is None else guidance_scale,
+               generator=torch.Generator().manual_seed(cfg.seed + 12345), output_type="np", **controls)
     return np.asarray(out.frames, dtype=np.float32)
 
 
@@ -306,7 +314,7 @@ def heldout_denoising_mse(pipe, subjects: list, references: list[np.ndarray], cf
     are poor."""
     from vm_model.pipeline import encode_reference_images
     from vm_model.scheduler import training_scheduler, training_target
-    from vm_model.toy.domain import caption_for, render
+    from vm_model.toy.domain import render, subject_caption
     from vm_model.unet_call import unet_with_reference
 
     video = torch.stack([torch.from_numpy(render(s, cfg.num_frames, cfg.size)[0].copy()) for s in subjects])
@@ -315,7 +323,8 @@ def heldout_denoising_mse(pipe, subjects: list, references: list[np.ndarray], cf
     latents = pipe.vae.encode(video.flatten(0, 1)).latent_dist.mean * pipe.vae.config.scaling_factor
     latents = latents.unflatten(0, video.shape[:2]).permute(0, 2, 1, 3, 4)  # (N, C, F, h, w)
     ref_latents = encode_reference_images(pipe.vae, refs).unsqueeze(2)
-    ids = pipe.tokenizer([caption_for(s.direction) for s in subjects], padding="max_length",
+    ranges = subject_ranges(cfg)
+    ids = pipe.tokenizer([subject_caption(s, ranges) for s in subjects], padding="max_length",
                          max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids
     text = pipe.text_encoder(ids)[0]
     scheduler = training_scheduler(pipe.scheduler.config.prediction_type)

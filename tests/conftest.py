@@ -1,4 +1,4 @@
-"""Shared test setup: an isolated tiny-preset cache per session, offline hub, --runslow."""
+"""Shared test setup: an isolated tiny-preset cache per session, offline hub, bugs raise in data loops, --runslow."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import os
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# a bug in a data loop propagates instead of becoming an internal_error row (vm_common.error_policy)
+os.environ.setdefault("VM_ERROR_POLICY", "raise")
 
 
 def pytest_addoption(parser):

@@ -194,7 +194,7 @@ def test_missing_weights_name_what_where_and_how(tmp_path, monkeypatch):
     with pytest.raises(MissingWeightsError) as exc:
         load_highlighter("full", device="cpu", detector="IDEA-Research/grounding-dino-tiny")
     msg = str(exc.value)
-    assert "Grounding DINO" in msg and "IDEA-Research/grounding-dino-tiny" in msg and "huggingface-cli download" in msg
+    assert "Grounding DINO" in msg and "IDEA-Research/grounding-dino-tiny" in msg and "hf download" in msg
     with pytest.raises(MissingWeightsError) as exc:
         load_highlighter("full", device="cpu", detector=str(tmp_path / "no-such-folder"))
     assert "no-such-folder" in str(exc.value)

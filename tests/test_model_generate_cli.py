@@ -76,6 +76,7 @@ def test_empty_prompt_and_too_many_frames(tmp_path, astronaut, caplog):
     assert main(["--preset", "tiny", "--num-frames", "40", "--steps", "1", "--image", str(astronaut),
                  "--prompt", "x", "--out", str(tmp_path / "o2")]) == 2
     assert "maximum sequence length 32" in caplog.text
+    assert not (tmp_path / "o2" / "run.json").exists()  # refused before anything is written
 
 
 def test_prompts_file(tmp_path):
@@ -123,12 +124,39 @@ def test_yaml_preset_and_nested_sections_are_honoured(tmp_path, astronaut):
                  str(tmp_path / "o2")]) == 2
 
 
-def test_resume_regenerates_when_the_protocol_changed(tmp_path, astronaut, caplog):
+def test_resume_refuses_a_changed_protocol_unless_overwrite(tmp_path, astronaut, caplog):
+    """Issue 11 §5: a folder holding a video made with other settings is refused (exit 2, naming the changed key,
+    nothing written); --overwrite regenerates it."""
     argv = FAST + ["--image", str(astronaut), "--prompt", "x", "--out", str(tmp_path / "o")]
     assert main(argv) == 0
     first = read_video(tmp_path / "o" / "000-x-s42.gif")
+    run_json = (tmp_path / "o" / "run.json").read_text()
     with caplog.at_level("INFO"):
-        assert main(argv + ["--guidance-scale", "2"]) == 0
+        assert main(argv + ["--guidance-scale", "2"]) == 2
+    assert "guidance_scale: 8.0 -> 2.0" in caplog.text and "--overwrite" in caplog.text
+    assert (tmp_path / "o" / "run.json").read_text() == run_json  # nothing rewritten
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert main(argv + ["--guidance-scale", "2", "--overwrite"]) == 0
     assert "1 video(s), 0 already present" in caplog.text
     assert json.loads((tmp_path / "o" / "000-x-s42.json").read_text())["generation"]["guidance_scale"] == 2.0
     assert np.abs(read_video(tmp_path / "o" / "000-x-s42.gif").astype(int) - first).max() > 0
+
+
+def test_another_image_or_other_seeds_in_the_same_folder_are_refused(tmp_path, astronaut, caplog):
+    """Issue 11 §5: another reference image (same prompt and seed, so the same file names) or other seeds (the old
+    videos would stay beside the new run.json) are refused naming what changed; nothing is generated or rewritten."""
+    other = tmp_path / "cat.png"
+    Image.fromarray(data.chelsea()).save(other)
+    out = tmp_path / "o"
+    argv = FAST + ["--prompt", "x", "--out", str(out)]
+    assert main(argv + ["--image", str(astronaut)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and not p.name.startswith(".")}
+    assert main(argv + ["--image", str(other)]) == 2
+    assert "references" in caplog.text and "Nothing was generated" in caplog.text
+    caplog.clear()
+    assert main(argv + ["--image", str(astronaut), "--seed", "7"]) == 2
+    assert "000-x-s42: not part of this run" in caplog.text
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and not p.name.startswith(".")} == before
+    assert main(argv + ["--image", str(astronaut), "--seed", "7", "--overwrite"]) == 0
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["000-x-s7.mp4"]

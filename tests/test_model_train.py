@@ -64,7 +64,7 @@ def test_existing_run_dir_is_refused(tmp_path, caplog):
     out = tmp_path / "run"
     out.mkdir()
     (out / "something").write_text("x")
-    assert main(TINY + ["--max-steps", "1", "--output-dir", str(out)]) == 1
+    assert main(TINY + ["--max-steps", "1", "--output-dir", str(out)]) == 2  # a user error: one line, exit 2
     assert "--resume" in caplog.text and "--overwrite" in caplog.text
     assert main(TINY + ["--max-steps", "1", "--output-dir", str(out), "--overwrite"]) == 0
     assert not (out / "something").exists()
@@ -192,7 +192,8 @@ def test_loss_masks_dropped_references():
 
 @pytest.mark.slow
 def test_two_process_training_with_accelerate_launch(tmp_path):
-    """A real 2-process DDP run on CPU (gloo): both processes train, rank 0 writes one log and checkpoints."""
+    """A real 2-process DDP run on CPU (gloo) with gradient accumulation: both processes train, rank 0 writes one
+    log and checkpoints, the effective batch is 2 processes x 1 x 2."""
     import subprocess
     import sys
     from pathlib import Path
@@ -201,9 +202,28 @@ def test_two_process_training_with_accelerate_launch(tmp_path):
     accelerate = Path(sys.executable).with_name("accelerate")
     cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "vm_model.train"] + TINY + [
-           "--max-steps", "2", "--output-dir", str(out)]
+           "--max-steps", "2", "--gradient-accumulation-steps", "2", "--output-dir", str(out)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((out / "provenance.json").read_text())["num_processes"] == 2
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["num_processes"] == 2 and prov["effective_batch_size"] == 4
     assert [r["step"] for r in read_jsonl(out / "losses.jsonl")] == [1, 2]
     assert latest_checkpoint(out).name == "step-00000002"
+
+
+def test_resume_with_other_settings_is_refused_naming_them(tmp_path, caplog):
+    out = tmp_path / "run"
+    assert main(TINY + ["--max-steps", "1", "--output-dir", str(out)]) == 0
+    caplog.clear()
+    assert main(TINY + ["--max-steps", "2", "--learning-rate", "0.5", "--output-dir", str(out), "--resume"]) == 2
+    assert "learning_rate: 1e-05 -> 0.5" in caplog.text
+    assert main(TINY + ["--max-steps", "2", "--output-dir", str(out), "--resume"]) == 0  # max_steps may change
+
+
+@pytest.mark.parametrize("bad, option", [(["--seed", "-1"], "seed"), (["--learning-rate", "nan"], "learning"),
+                                         (["--batch-size", "0"], "batch"), (["--resolution", "60"], "resolution"),
+                                         (["--data", "/nonexistent/manifest.jsonl"], "manifest")])
+def test_nonsense_training_options_are_one_line_errors(tmp_path, caplog, bad, option):
+    assert main(TINY + ["--max-steps", "1", "--output-dir", str(tmp_path / "r")] + bad) == 2
+    assert option in caplog.text.lower()
+    assert not (tmp_path / "r").exists()  # nothing written before validation

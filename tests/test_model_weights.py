@@ -92,7 +92,7 @@ def test_hub_id_offline_says_where_it_looked_and_how(monkeypatch, tmp_path):
         resolve_source("guoyww/animatediff-motion-adapter-v1-5-3", what="motion adapter")
     msg = str(exc.value)
     assert "motion adapter" in msg and "guoyww/animatediff-motion-adapter-v1-5-3" in msg
-    assert "HF_HUB_OFFLINE" in msg and "huggingface-cli download" in msg
+    assert "HF_HUB_OFFLINE" in msg and "hf download" in msg
 
 
 def test_path_like_source_never_falls_back_to_the_hub(tmp_path):

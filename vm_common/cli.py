@@ -3,6 +3,9 @@
 Subcommand modules are imported lazily, so ``vm --help`` is instant and a broken optional dependency of one
 command never stops the others. Each module is also runnable as ``python -m <module>`` (what
 ``accelerate launch -m`` needs).
+
+Exit codes (:mod:`vm_common.errors`): 0 done; 2 a user error, reported as one message without a traceback (a
+:class:`~vm_common.errors.UserError` that reaches this level included); 1 an internal error (the traceback shows).
 """
 
 from __future__ import annotations
@@ -11,12 +14,17 @@ import argparse
 import importlib
 import sys
 
+from .errors import run_main
 from .logging_setup import setup_logging
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "preprocess-dataset": ("vm_data.preprocess", "subject-highlight preprocessing of a video dataset -> manifest"),
+    "cache-latents": ("vm_model.cache_latents", "encode a manifest's clips once (VAE latents, text embeddings) for "
+                                                "`vm train --latent-cache`"),
     "train": ("vm_model.train", "train VideoMaker (PISA + GIRL) on a manifest, one or many GPUs"),
     "generate": ("vm_model.generate", "generate videos of a subject from a reference image and prompts"),
+    "export-weights": ("vm_model.export_weights", "a training run's weights (LoRA merged) in the official release's "
+                                                  "state-dict layout"),
     "bench": ("vm_eval.bench", "run / score / report the paper's benchmarks (run, score, report)"),
     "weights": ("vm_common.weights_cmd", "list the pretrained weights each command needs and whether they are here"),
 }
@@ -39,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_command(command: str, argv: list[str]) -> int:
     module = importlib.import_module(COMMANDS[command][0])
-    return int(module.main(argv) or 0)
+    return run_main(f"vm {command}", lambda: module.main(argv))
 
 
 def main(argv: list[str] | None = None) -> int:

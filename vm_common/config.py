@@ -11,6 +11,17 @@ name) and :func:`build_config` merges the layers:
 The preset itself is read with the same precedence (flag, else YAML, else the dataclass default), so
 ``preset: tiny`` in a YAML file selects the tiny defaults exactly as ``--preset tiny`` does. Booleans are
 ``--flag/--no-flag`` (never ``type=bool``). Only ``yaml.safe_load`` reads YAML: a config file is data, never code.
+
+Every value is validated where it is parsed, flags and YAML alike, before the config exists (so before anything is
+written): its type (a string where a number is wanted is an error, not a crash later), ``choices``, and the bounds
+a field declares in its metadata:
+
+- ``"min"`` / ``"max"``: inclusive bounds; ``"gt"``: a strict lower bound;
+- floats must be finite unless ``"finite": False``; integers must fit in 64 bits.
+
+A dataclass's own ``__post_init__`` checks run next; their ``ValueError`` becomes the same :class:`ConfigError`.
+Its message names the option as a flag and as a YAML key (``--steps (YAML generation.steps): must be >= 1, got
+0``).
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -25,12 +37,14 @@ from typing import Any, Mapping, TypeVar
 
 import yaml
 
+from .errors import UserError
+
 T = TypeVar("T")
 
 Presets = Mapping[str, Mapping[str, Any]]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or value cannot be used; the message names the file or key."""
 
 
@@ -46,6 +60,11 @@ def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
 def _field_types(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: _unwrap_optional(hints[f.name])[0] for f in dataclasses.fields(cls)}
+
+
+def _optional_fields(cls: type) -> set[str]:
+    hints = typing.get_type_hints(cls)
+    return {f.name for f in dataclasses.fields(cls) if _unwrap_optional(hints[f.name])[1]}
 
 
 def _is_nested(tp: Any) -> bool:
@@ -235,7 +254,119 @@ def build_config(cls: type[T], args: argparse.Namespace | None = None, yaml_path
         values["preset"] = preset
     for layer in (yaml_values, flag_values, explicit):
         _merge(values, layer)
-    return _construct(cls, values)
+    values = validate_values(cls, values)
+    try:
+        return _construct(cls, values)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:  # a dataclass's own __post_init__ checks
+        raise ConfigError(f"invalid configuration: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------------------- validation
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _option_name(f: dataclasses.Field, path: tuple[str, ...]) -> str:
+    key = ".".join(path)
+    if f.metadata.get("cli") is False:
+        return f"{key} (YAML)"
+    return f"{_flag(f)} (YAML {key})"
+
+
+def _scalar(tp: Any, value: Any, name: str) -> Any:
+    """``value`` checked (and converted where unambiguous: ``"1e-5"`` for a float) against the type ``tp``."""
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name}: must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: must be an integer, got {value!r}")
+        if isinstance(value, int):
+            number = value
+        elif isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            number = int(value.strip())
+        else:
+            raise ConfigError(f"{name}: must be an integer, got {type(value).__name__} {value!r}")
+        if not INT64_MIN <= number <= INT64_MAX:
+            raise ConfigError(f"{name}: {number} does not fit in 64 bits")
+        return number
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: must be a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{name}: must be a number, got {type(value).__name__} {value!r}")
+    if tp in (str, Path):
+        if isinstance(value, (str, Path)):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and tp is str:
+            return str(value)
+        raise ConfigError(f"{name}: must be {'a path' if tp is Path else 'text'}, got {type(value).__name__} "
+                          f"{value!r}")
+    return value
+
+
+def _check_bounds(f: dataclasses.Field, value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    meta = f.metadata
+    if isinstance(value, float) and meta.get("finite", True) and not math.isfinite(value):
+        raise ConfigError(f"{name}: must be a finite number, got {value}")
+    if "min" in meta and value < meta["min"]:
+        raise ConfigError(f"{name}: must be >= {meta['min']}, got {value}")
+    if "gt" in meta and not value > meta["gt"]:
+        raise ConfigError(f"{name}: must be > {meta['gt']}, got {value}")
+    if "max" in meta and value > meta["max"]:
+        raise ConfigError(f"{name}: must be <= {meta['max']}, got {value}")
+
+
+def validate_values(cls: type, values: Mapping[str, Any], _path: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``values`` (a merged tree of defaults, preset, YAML and flags) checked against ``cls``'s fields: types,
+    ``choices`` and the bounds in the fields' metadata (see the module docstring). Returns the converted values;
+    :class:`ConfigError` names the first offending option."""
+    types_, optional = _field_types(cls), _optional_fields(cls)
+    out: dict[str, Any] = dict(values)
+    for f in dataclasses.fields(cls):
+        if f.name not in values:
+            continue
+        path, value, tp = _path + (f.name,), values[f.name], types_[f.name]
+        name = _option_name(f, path)
+        if _is_nested(tp):
+            if isinstance(value, Mapping):
+                out[f.name] = validate_values(tp, value, path)
+            continue
+        if value is None:
+            if f.name not in optional:
+                raise ConfigError(f"{name}: a value is required, got null")
+            continue
+        origin = typing.get_origin(tp)
+        if origin in (list, tuple):
+            (item,) = {a for a in typing.get_args(tp) if a is not Ellipsis} or {str}
+            items = list(value) if isinstance(value, (list, tuple)) else [value]
+            checked = [_scalar(item, v, name) for v in items]
+            for v in checked:
+                _check_bounds(f, v, name)
+            if "choices" in f.metadata:
+                bad = [v for v in checked if v not in f.metadata["choices"]]
+                if bad:
+                    raise ConfigError(f"{name}: {bad[0]!r} is not one of {list(f.metadata['choices'])}")
+            out[f.name] = checked
+            continue
+        checked = _scalar(tp, value, name)
+        _check_bounds(f, checked, name)
+        if "choices" in f.metadata and checked not in f.metadata["choices"]:
+            raise ConfigError(f"{name}: {checked!r} is not one of {list(f.metadata['choices'])}")
+        out[f.name] = checked
+    return out
 
 
 def config_to_dict(cfg: Any) -> dict:

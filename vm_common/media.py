@@ -18,6 +18,7 @@ from typing import Sequence, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import UserError
 from .io_utils import atomic_output
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 
 
-class MediaError(ValueError):
+class MediaError(UserError, ValueError):
     """An image or video could not be used; the message names the input and the reason."""
 
 
@@ -81,17 +82,7 @@ def load_image(image: ImageLike, *, name: str | None = None, alpha: str = "white
         raise ValueError(f"alpha must be one of {ALPHA_MODES}, got {alpha!r}")
     label = name or (str(image) if isinstance(image, (str, os.PathLike)) else type(image).__name__)
     if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        if not path.exists():
-            raise ImageLoadError(f"image not found: {path}")
-        if path.is_dir():
-            raise ImageLoadError(f"expected an image file, got a directory: {path}")
-        try:
-            with Image.open(path) as im:
-                im.load()
-                image = ImageOps.exif_transpose(im)
-        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-            raise ImageLoadError(f"cannot read image {path}: {exc}") from exc
+        image = ImageOps.exif_transpose(open_image_as_stored(image))
     if isinstance(image, Image.Image):
         image = ImageOps.exif_transpose(image) if image.getexif() else image
         if image.mode in ("I;16", "I;16B", "I;16L", "I"):

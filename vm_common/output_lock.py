@@ -23,12 +23,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from .errors import UserError
+
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".vm-lock"
 
 
-class OutputFolderBusy(RuntimeError):
+class OutputFolderBusy(UserError, RuntimeError):
     """Another process is writing the output folder; the message names it."""
 
 

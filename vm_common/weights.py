@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .errors import UserError
+
 logger = logging.getLogger(__name__)
 
 _HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(UserError, FileNotFoundError):
     """A pretrained component could not be found locally (and could not, or may not, be downloaded)."""
 
     def __init__(self, what: str, source: str, looked: Iterable[str], how: str):
@@ -97,9 +99,10 @@ def resolve_source(
         raise
     except Exception as exc:  # network errors, missing cache entries, gated repos ...
         logger.debug("resolving %s failed: %r", source, exc)
+        wanted = f" {subfolder + '/' if subfolder else ''}{filename}" if filename else ""
         hint = how or (
-            f"run `huggingface-cli download {source}` on a machine with network access and copy the cache, "
-            f"or pass a local path"
+            f"run `hf download {source}{wanted}` on a machine with network access and copy the Hugging Face cache "
+            f"(~/.cache/huggingface), or pass a local path"
         )
         if offline:
             hint += " (HF_HUB_OFFLINE is set, so the hub was not contacted)"

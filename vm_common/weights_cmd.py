@@ -14,7 +14,10 @@ logger = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vm weights", description=__doc__)
-    p.add_argument("--command", default=None, help="only the weights this command needs (e.g. generate)")
+    from .cli import COMMANDS
+
+    p.add_argument("--command", default=None, choices=[c for c in COMMANDS if c != "weights"],
+                   help="only the weights this command needs (e.g. generate)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     return p
 

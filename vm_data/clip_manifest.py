@@ -13,10 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from vm_common.io_utils import append_jsonl, read_jsonl
+from vm_common.errors import InputFileError
+from vm_common.input_tables import read_jsonl_rows
+from vm_common.io_utils import append_jsonl
 from vm_common.status import CLIP_STATUSES, KEPT, ClipStatus
 
 SCHEMA_VERSION = 1
+
+
+class ManifestError(InputFileError):
+    """A training manifest cannot be used; the message names the file (and line) and what is wrong."""
 
 
 @dataclass
@@ -67,15 +73,19 @@ class ManifestRow:
 
 
 def read_manifest(path: str | Path, *, status: str | None = None) -> Iterator[ManifestRow]:
-    """Rows of a manifest file (optionally only those with ``status``)."""
+    """Rows of a manifest file (optionally only those with ``status``). Read strictly: a bad line is a
+    :class:`ManifestError` naming file and line (the manifest is written atomically, so it has no torn lines)."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"manifest not found: {path}")
-    for i, data in enumerate(read_jsonl(path)):
+    if not path.is_file():
+        raise ManifestError(f"manifest not found: {path}" if not path.exists() else
+                            f"{path} is a folder, not a manifest (the manifest.jsonl `vm preprocess-dataset` writes)")
+    for line in read_jsonl_rows(path):
+        if line.error:
+            raise ManifestError(line.message)
         try:
-            row = ManifestRow.from_dict(data)
+            row = ManifestRow.from_dict(line.data)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: row {i + 1} does not match the manifest schema: {exc}") from exc
+            raise ManifestError(f"{line.where}: does not match the manifest schema ({exc})") from None
         if status is None or row.status == status:
             yield row
 

@@ -2,7 +2,9 @@
 then highlight, decide and write references and masks (:func:`finish_clips`, run where the models are).
 
 Neither function raises for a bad clip: every clip ends as exactly one :class:`ManifestRow` - ``kept``,
-``rejected`` with a reason from :mod:`vm_data.filters`, or ``error`` with the message.
+``rejected`` with a reason from :mod:`vm_data.filters`, or ``error`` with the message. A bug in our code is not a
+bad clip: the :class:`~vm_common.error_policy.ErrorPolicy` passed in decides (``raise``: it propagates; ``record``:
+an ``error`` row of kind ``internal_error``, which makes `vm preprocess-dataset` exit 1 saying how many).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vm_common.error_policy import INTERNAL_ERROR, ErrorPolicy, resolve_policy
 from vm_common.io_utils import atomic_output
+from vm_common.safe_names import path_inside
 from vm_common.media import ImageLoadError, MediaError, VideoInfo, load_image, video_info
 from vm_common.status import ERROR, KEPT, OK, REJECTED
 
@@ -35,7 +39,9 @@ UNREADABLE_VIDEO = "unreadable_video"
 DECODE_FAILED = "decode_failed"
 BAD_PROVIDED_REFERENCE = "bad_provided_reference"
 MODEL_FAILED = "model_failed"
-INTERNAL = "internal_error"
+BAD_INPUT_ROW = "bad_input_row"  # the input table's line could not be read (vm_common.input_tables)
+PROCESSING_FAILED = "processing_failed"  # an unexpected failure that is not a bug (OSError, a library's error)
+INTERNAL = INTERNAL_ERROR  # a bug in our code, recorded under the record policy
 
 
 @dataclass
@@ -82,13 +88,24 @@ def error_row(spec: ClipSpec, message: str, kind: str, info: VideoInfo | None = 
     return _base_row(spec, info, rules or ClipRules(), status=ERROR, reason=message, extra={"error_kind": kind})
 
 
-def prepare_clip(spec: ClipSpec, rules: ClipRules) -> Prepared:
-    """Caption and container checks, then decode the K sampled frames only. Never raises."""
+def _failure_kind(exc: Exception, policy: ErrorPolicy, where: str) -> str:
+    """The error kind of an unexpected exception: a bug raises (policy ``raise``) or is ``internal_error``."""
+    if policy.check(exc, where):
+        return INTERNAL
+    logger.warning("unexpected failure %s: %s: %s", where, type(exc).__name__, exc)
+    return PROCESSING_FAILED
+
+
+def prepare_clip(spec: ClipSpec, rules: ClipRules, policy: ErrorPolicy | None = None) -> Prepared:
+    """Caption and container checks, then decode the K sampled frames only. Never raises for a bad clip (a bug
+    raises under the ``raise`` policy)."""
+    if spec.input_error:
+        return Prepared(spec, row=error_row(spec, spec.input_error, BAD_INPUT_ROW, rules=rules))
     try:
         return _prepare(spec, rules)
-    except Exception as exc:  # noqa: BLE001 - a clip must become a row, never crash the run
-        logger.exception("unexpected failure preparing %s", spec.video)
-        return Prepared(spec, row=error_row(spec, f"{type(exc).__name__}: {exc}", INTERNAL, rules=rules))
+    except Exception as exc:  # noqa: BLE001 - a clip must become a row; the policy decides about bugs
+        kind = _failure_kind(exc, resolve_policy(policy), f"preparing {spec.video}")
+        return Prepared(spec, row=error_row(spec, f"{type(exc).__name__}: {exc}", kind, rules=rules))
 
 
 def _prepare(spec: ClipSpec, rules: ClipRules) -> Prepared:
@@ -121,9 +138,12 @@ def _prepare(spec: ClipSpec, rules: ClipRules) -> Prepared:
 
 # --------------------------------------------------------------------------------------------------- outputs
 def output_paths(out_dir: Path, clip_id: str, k: int) -> tuple[str, str]:
-    """(reference, mask) paths relative to ``out_dir``, spread over 256 sub-folders."""
+    """(reference, mask) paths relative to ``out_dir``, spread over 256 sub-folders. ``clip_id`` is a
+    :func:`~vm_data.sources.safe_id`; a path that would still leave ``out_dir`` is refused."""
     bucket = hashlib.sha1(clip_id.encode("utf-8")).hexdigest()[:2]
-    return f"references/{bucket}/{clip_id}_{k}.png", f"masks/{bucket}/{clip_id}_{k}.png"
+    ref, mask = f"references/{bucket}/{clip_id}_{k}.png", f"masks/{bucket}/{clip_id}_{k}.png"
+    path_inside(out_dir, ref), path_inside(out_dir, mask)
+    return ref, mask
 
 
 def _save_png(path: Path, image: Image.Image) -> None:
@@ -141,15 +161,18 @@ def prompt_for(spec: ClipSpec, rules: ClipRules) -> str:
 
 
 def finish_clips(batch: list[Prepared], highlighter: SubjectHighlighter, rules: ClipRules,
-                 out_dir: Path) -> list[ManifestRow]:
-    """Run the models over all frames of the batch at once, decide each clip, write its files. Never raises."""
+                 out_dir: Path, policy: ErrorPolicy | None = None) -> list[ManifestRow]:
+    """Run the models over all frames of the batch at once, decide each clip, write its files. Never raises for a
+    bad clip (a bug raises under the ``raise`` policy)."""
+    policy = resolve_policy(policy)
     rows: list[ManifestRow | None] = [p.row for p in batch]
     frames, owners, prompts = [], [], []
     for i, p in enumerate(batch):
         if rows[i] is not None:
             continue
         if p.spec.reference_images or p.spec.provided_masks:
-            rows[i] = _guard(p, rules, lambda p=p: _provided_references(p, highlighter.config, rules, out_dir))
+            rows[i] = _guard(p, rules, lambda p=p: _provided_references(p, highlighter.config, rules, out_dir),
+                             policy)
             continue
         for frame in p.frames:
             frames.append(frame)
@@ -158,29 +181,31 @@ def finish_clips(batch: list[Prepared], highlighter: SubjectHighlighter, rules: 
     if frames:
         try:
             results = highlighter.highlight_batch(frames, prompts)
-        except Exception as exc:  # noqa: BLE001
-            logger.exception("highlight failed on a batch")
-            results = [HighlightResult(ERROR, reason=f"{type(exc).__name__}: {exc}") for _ in frames]
+        except Exception as exc:  # noqa: BLE001 - the policy decides about bugs
+            internal = _failure_kind(exc, policy, "highlighting a batch") == INTERNAL
+            results = [HighlightResult(ERROR, reason=f"{type(exc).__name__}: {exc}", internal=internal)
+                       for _ in frames]
         per_clip: dict[int, list[HighlightResult]] = {}
         for owner, res in zip(owners, results):
             per_clip.setdefault(owner, []).append(res)
         for i, res in per_clip.items():
-            rows[i] = _guard(batch[i], rules, lambda i=i, res=res: decide(batch[i], res, rules, out_dir))
+            rows[i] = _guard(batch[i], rules, lambda i=i, res=res: decide(batch[i], res, rules, out_dir), policy)
     return [r for r in rows if r is not None]
 
 
-def _guard(p: Prepared, rules: ClipRules, fn) -> ManifestRow:
+def _guard(p: Prepared, rules: ClipRules, fn, policy: ErrorPolicy) -> ManifestRow:
     try:
         return fn()
-    except Exception as exc:  # noqa: BLE001
-        logger.exception("unexpected failure finishing %s", p.spec.video)
-        return error_row(p.spec, f"{type(exc).__name__}: {exc}", INTERNAL, p.info, rules)
+    except Exception as exc:  # noqa: BLE001 - the policy decides about bugs
+        kind = _failure_kind(exc, policy, f"finishing {p.spec.video}")
+        return error_row(p.spec, f"{type(exc).__name__}: {exc}", kind, p.info, rules)
 
 
 def decide(p: Prepared, results: list[HighlightResult], rules: ClipRules, out_dir: Path) -> ManifestRow:
     """Turn the per-frame results of one clip into its row (and write references/masks of a kept clip).
 
-    Rules, in order: every frame failed with an error -> ``error``; at least ``multi_subject_frames`` frames show
+    Rules, in order: a frame hit a bug in the highlighter (recorded under the record policy) -> ``error`` of kind
+    ``internal_error``; every frame failed with an error -> ``error``; at least ``multi_subject_frames`` frames show
     more than one subject -> ``rejected``/``multiple_subjects``; at least ``min_references`` frames ``ok`` ->
     ``kept`` with those frames as references; otherwise ``rejected`` with the most frequent frame status.
     """
@@ -189,6 +214,10 @@ def decide(p: Prepared, results: list[HighlightResult], rules: ClipRules, out_di
     extra = {"frames": frame_log}
     if p.warning:
         extra["decode_warning"] = p.warning
+    internal = [r for r in results if r.internal]
+    if internal:  # a bug in the highlighter (recorded under the record policy): never mistaken for bad frames
+        return _base_row(p.spec, p.info, rules, status=ERROR, reason=internal[0].reason or ERROR,
+                         extra={**extra, "error_kind": INTERNAL})
     failed = [r for r in results if r.status in (ERROR, filters.BAD_IMAGE)]
     if len(failed) == len(results):
         return _base_row(p.spec, p.info, rules, status=ERROR, reason=failed[0].reason or failed[0].status,

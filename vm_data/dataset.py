@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vm_common.config import ConfigError
 from vm_common.media import VideoReadError, load_image, video_info
 from vm_common.status import KEPT
 
 from .augment import AugmentConfig, augment_reference, pick_reference
-from .clip_manifest import ManifestRow, read_manifest
+from .clip_manifest import ManifestError, ManifestRow, read_manifest
 from .reference import pad_to_square
 from .video import read_frames, strided_indices
 
@@ -58,7 +59,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
     def __init__(self, manifest_path: str | Path, num_frames: int = 16, frame_stride: int = 8,
                  resolution: int | tuple[int, int] = 512, augment: AugmentConfig | None = None, seed: int = 0):
         if num_frames < 1 or frame_stride < 1:
-            raise ValueError(f"num_frames and frame_stride must be >= 1, got {num_frames}, {frame_stride}")
+            raise ConfigError(f"num_frames and frame_stride must be >= 1, got {num_frames}, {frame_stride}")
         self.manifest_path = Path(manifest_path)
         self.base = self.manifest_path.parent
         self.num_frames, self.frame_stride = int(num_frames), int(frame_stride)
@@ -87,7 +88,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
             logger.warning("%s: %d kept clip(s) left out (first: %s: %s)", self.manifest_path, len(self.skipped),
                            *self.skipped[0])
         if not self.rows:
-            raise ValueError(f"{self.manifest_path}: no usable kept clips for {self.num_frames} frames "
+            raise ManifestError(f"{self.manifest_path}: no usable kept clips for {self.num_frames} frames "
                              f"({len(self.skipped)} left out)")
 
     def __len__(self) -> int:
@@ -107,6 +108,20 @@ class VideoClipDataset(torch.utils.data.Dataset):
         start = int(rng.integers(0, n - span + 1))
         return strided_indices(n, self.num_frames, stride, start)
 
+    def video_tensor(self, frames: np.ndarray) -> torch.Tensor:
+        """Decoded frames (N, H, W, 3) uint8 -> (N, 3, height, width) float in [-1, 1], as training sees them (also
+        what `vm cache-latents` encodes)."""
+        tensor = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)
+        return _resize_cover(tensor, self.height, self.width).clamp_(0, 1).mul_(2).sub_(1)
+
+    def reference_tensor(self, path: str | Path) -> torch.Tensor:
+        """The reference image at ``path``, padded to a square (square training) and resized to cover the training
+        size: (3, height, width) float in [0, 1], not yet augmented."""
+        ref = np.asarray(load_image(path))
+        ref = pad_to_square(ref) if self.height == self.width else ref
+        ref_t = torch.from_numpy(np.array(ref, copy=True)).permute(2, 0, 1).float().div_(255.0)
+        return _resize_cover(ref_t[None], self.height, self.width)[0].clamp_(0, 1)
+
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self.rows):
             raise IndexError(f"index {index} out of range for {len(self.rows)} clips")
@@ -118,16 +133,11 @@ class VideoClipDataset(torch.utils.data.Dataset):
         if decoded.missing:
             raise VideoReadError(f"clip {row.clip_id} ({video_path}): frames {decoded.missing[:8]} could not be "
                                  f"decoded ({decoded.warning}); the manifest says it has {self.lengths[index]} frames")
-        frames = torch.from_numpy(decoded.frames).permute(0, 3, 1, 2).float().div_(255.0)
-        video = _resize_cover(frames, self.height, self.width).clamp_(0, 1).mul_(2).sub_(1)
+        video = self.video_tensor(decoded.frames)
 
         ref_rel = pick_reference(row.references, rng)
         ref_path = row.resolve(ref_rel, self.base)
-        ref = np.asarray(load_image(ref_path))
-        ref = pad_to_square(ref) if self.height == self.width else ref
-        ref_t = torch.from_numpy(np.array(ref, copy=True)).permute(2, 0, 1).float().div_(255.0)
-        ref_t = _resize_cover(ref_t[None], self.height, self.width)[0].clamp_(0, 1)
-        ref_t = augment_reference(ref_t, self.augment, rng).clamp_(0, 1).mul_(2).sub_(1)
+        ref_t = augment_reference(self.reference_tensor(ref_path), self.augment, rng).clamp_(0, 1).mul_(2).sub_(1)
         return {"video": video.contiguous(), "reference": ref_t.contiguous(), "caption": row.caption,
                 "clip_id": row.clip_id, "frame_indices": indices, "reference_path": str(ref_path)}
 

@@ -12,7 +12,8 @@ The same path serves dataset preprocessing (batched, :meth:`SubjectHighlighter.h
         print(res.status, res.reason)
 
 A bad image never raises: it comes back with ``status`` ``"bad_image"`` (or ``"error"`` when a model failed) and
-the reason.
+the reason. A bug in our code is not a bad image: the :class:`~vm_common.error_policy.ErrorPolicy` given to the
+highlighter decides (``raise``: it propagates; ``record``: an ``error`` result with ``internal=True``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from vm_common.devices import default_device
+from vm_common.error_policy import RAISE, ErrorPolicy, is_bug, resolve_policy
 from vm_common.media import ImageLike, ImageLoadError, load_image
 from vm_common.status import ERROR, OK
 from vm_common.tiny import PRESETS
@@ -45,22 +47,30 @@ STATUSES = (OK, filters.NO_DETECTION, filters.MULTIPLE_SUBJECTS, filters.SUBJECT
 class HighlightConfig:
     """Thresholds and reference layout of the subject highlight."""
 
-    box_threshold: float = field(default=0.35, metadata={"help": "minimum detector score of the subject"})
-    text_threshold: float = field(default=0.25, metadata={"help": "Grounding DINO text-token threshold"})
+    box_threshold: float = field(default=0.35, metadata={"help": "minimum detector score of the subject",
+                                                         "min": 0, "max": 1})
+    text_threshold: float = field(default=0.25, metadata={"help": "Grounding DINO text-token threshold",
+                                                          "min": 0, "max": 1})
     multi_subject_threshold: float | None = field(
         default=None, metadata={"help": "a second distinct box scoring >= this rejects the image as multiple "
-                                        "subjects (default: box_threshold)"})
-    nms_iou: float = field(default=0.5, metadata={"help": "boxes overlapping more than this are one subject"})
-    min_box_area: float = field(default=0.01, metadata={"help": "minimum subject box area, fraction of the image"})
-    min_mask_area: float = field(default=0.0005, metadata={"help": "minimum mask area, fraction of the image"})
-    margin: float = field(default=0.1, metadata={"help": "crop margin around the mask box, fraction of its longer side"})
+                                        "subjects (default: box_threshold)", "min": 0, "max": 1})
+    nms_iou: float = field(default=0.5, metadata={"help": "boxes overlapping more than this are one subject",
+                                                  "min": 0, "max": 1})
+    min_box_area: float = field(default=0.01, metadata={"help": "minimum subject box area, fraction of the image",
+                                                        "min": 0, "max": 1})
+    min_mask_area: float = field(default=0.0005, metadata={"help": "minimum mask area, fraction of the image",
+                                                           "min": 0, "max": 1})
+    margin: float = field(default=0.1, metadata={"help": "crop margin around the mask box, fraction of its longer side",
+                                                 "min": 0, "max": 10})
     square: bool = field(default=True, metadata={"help": "pad the reference to a square with white"})
-    output_size: int | None = field(default=512, metadata={"help": "reference side in pixels (0 keeps the crop size)"})
-    min_image_side: int = field(default=16, metadata={"help": "smaller images are rejected as bad_image"})
-    candidate_threshold: float = field(default=0.05, metadata={"help": "detector candidates below this are dropped"})
-    max_candidates: int = field(default=20, metadata={"help": "detector candidates kept per image"})
-    detector_batch_size: int = field(default=8, metadata={"help": "images per detector forward"})
-    segmenter_batch_size: int = field(default=4, metadata={"help": "images per SAM forward"})
+    output_size: int | None = field(default=512, metadata={"help": "reference side in pixels (0 keeps the crop size)",
+                                                           "min": 0, "max": 16384})
+    min_image_side: int = field(default=16, metadata={"help": "smaller images are rejected as bad_image", "min": 1})
+    candidate_threshold: float = field(default=0.05, metadata={"help": "detector candidates below this are dropped",
+                                                               "min": 0, "max": 1})
+    max_candidates: int = field(default=20, metadata={"help": "detector candidates kept per image", "min": 1})
+    detector_batch_size: int = field(default=8, metadata={"help": "images per detector forward", "min": 1})
+    segmenter_batch_size: int = field(default=4, metadata={"help": "images per SAM forward", "min": 1})
     segment_rejected: bool = field(
         default=False, metadata={"help": "also segment the best box of multiple_subjects / subject_too_small "
                                          "images (their result carries the status, image and mask)"})
@@ -93,6 +103,7 @@ class HighlightResult:
     mask_score: float | None = None  # SAM's predicted IoU
     mask_area: float | None = None  # mask area / image area
     num_candidates: int = 0
+    internal: bool = False  # the error was a bug in our code (recorded under the record policy), not the image
 
     @property
     def ok(self) -> bool:
@@ -103,11 +114,12 @@ class SubjectHighlighter:
     """Detector + segmenter + reference composition. Construct with backends, or use :func:`load_highlighter`."""
 
     def __init__(self, detector: Detector, segmenter: Segmenter, config: HighlightConfig | None = None, *,
-                 random_weights: bool = False):
+                 random_weights: bool = False, policy: ErrorPolicy | None = None):
         self.detector = detector
         self.segmenter = segmenter
         self.config = config or HighlightConfig()
         self.random_weights = random_weights
+        self.policy = resolve_policy(policy)
 
     def highlight(self, image: ImageLike, text_prompt: str) -> HighlightResult:
         """Highlight the subject named by ``text_prompt`` (e.g. "head", "dog") in one image."""
@@ -182,11 +194,16 @@ class SubjectHighlighter:
         try:
             out = fn(indices)
             return dict(zip(indices, out))
-        except Exception as exc:  # noqa: BLE001 - a model failure must become a status, never a crash
+        except Exception as exc:  # noqa: BLE001 - a model failure must become a status; the policy decides bugs
             if len(indices) == 1:
-                logger.warning("%s failed on an image: %r", what, exc)
-                results[indices[0]] = HighlightResult(ERROR, reason=f"{what} failed: {type(exc).__name__}: {exc}")
+                internal = self.policy.check(exc, what)
+                if not internal:
+                    logger.warning("%s failed on an image: %r", what, exc)
+                results[indices[0]] = HighlightResult(ERROR, reason=f"{what} failed: {type(exc).__name__}: {exc}",
+                                                      internal=internal)
                 return {}
+            if self.policy.mode == RAISE and is_bug(exc):
+                raise
             logger.warning("%s failed on a batch of %d (%r); retrying one by one", what, len(indices), exc)
         done: dict[int, object] = {}
         for i in indices:
@@ -242,7 +259,8 @@ def build_segmenter(spec: str | None, *, preset: str, device: str, config: Highl
 
 
 def load_highlighter(preset: str = "full", device: str | None = None, config: HighlightConfig | None = None,
-                     detector: str | None = None, segmenter: str | None = None) -> SubjectHighlighter:
+                     detector: str | None = None, segmenter: str | None = None,
+                     policy: ErrorPolicy | None = None) -> SubjectHighlighter:
     """Build the subject highlighter.
 
     ``preset``: ``"full"`` (real weights from the registry: ``IDEA-Research/grounding-dino-tiny`` and the SAM
@@ -250,7 +268,8 @@ def load_highlighter(preset: str = "full", device: str | None = None, config: Hi
     ``"tiny"`` (tiny random models built offline; results are meaningless but exercise the real code).
     ``detector``: Grounding DINO weights (local folder or hub id), or a backend name (``"grounding-dino"``,
     ``"synthetic-color"`` - test only). ``segmenter``: a SAM checkpoint (path or ``owner/repo/file.pth``) or a
-    backend name (``"sam"``, ``"synthetic-color"`` - test only).
+    backend name (``"sam"``, ``"synthetic-color"`` - test only). ``policy``: what a bug inside does (default
+    ``$VM_ERROR_POLICY``, see :mod:`vm_common.error_policy`).
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS}")
@@ -258,7 +277,7 @@ def load_highlighter(preset: str = "full", device: str | None = None, config: Hi
     device = device or default_device()
     det, det_random = build_detector(detector, preset=preset, device=device, config=config)
     seg, seg_random = build_segmenter(segmenter, preset=preset, device=device, config=config)
-    return SubjectHighlighter(det, seg, config, random_weights=det_random or seg_random)
+    return SubjectHighlighter(det, seg, config, random_weights=det_random or seg_random, policy=policy)
 
 
 __all__ = ["HighlightConfig", "HighlightResult", "SubjectHighlighter", "load_highlighter", "STATUSES", "Detections"]

@@ -15,8 +15,13 @@ Output folder::
 Every process appends finished rows to its own shard file (one write + fsync per batch) after their PNGs were
 written and renamed into place, so a run killed at any moment loses at most the batch in flight. ``--resume``
 drops a torn last line, deletes temporary files of interrupted writes and skips every clip that has a row (shards
-named ``rank-NNNNN.jsonl`` by earlier versions are read as well). Clip ``i`` (in the input's stable order) belongs
-to process ``i % num_processes`` (:func:`vm_common.distributed.split_for_process`).
+named ``rank-NNNNN.jsonl`` by earlier versions are read as well). ``--resume`` refuses (exit 2, naming the keys)
+when the options that decide the rows differ from those in ``OUT/run.json``: the rows already there would not
+match the rest (``--overwrite`` starts again). Clip ``i`` (in the input's stable order) belongs to process
+``i % num_processes`` (:func:`vm_common.distributed.split_for_process`).
+
+A bug in our code while processing a clip (see :mod:`vm_common.error_policy`) is recorded as an ``error`` row of
+kind ``internal_error`` (``VM_ERROR_POLICY=raise``: it propagates); the command then exits 1 saying how many.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import shutil
 import sys
 import time
@@ -35,10 +41,13 @@ from typing import Any
 
 import yaml
 
-from vm_common.config import add_dataclass_arguments, build_config, config_to_dict
+from vm_common.config import ConfigError, add_dataclass_arguments, build_config, config_to_dict
 from vm_common.distributed import SHARD_DIR, process_info, shard_files, shard_path, split_for_process
+from vm_common.error_policy import INTERNAL_ERROR, ErrorPolicy, internal_errors_message
+from vm_common.errors import StaleOutputError, run_main
+from vm_common.fingerprint import config_changes
 from vm_common.io_utils import append_jsonl, atomic_write_json, atomic_write_text, dumps_row, read_jsonl, repair_jsonl
-from vm_common.output_lock import OutputFolderBusy, hold_output_folder
+from vm_common.output_lock import hold_output_folder
 from vm_common.provenance import provenance
 from vm_common.status import ERROR, KEPT, REJECTED
 from vm_common.tiny import PRESETS
@@ -72,18 +81,22 @@ class PreprocessConfig:
         "help": "CelebV-Text attribute folders joined into the caption"})
     resume: bool = field(default=False, metadata={"help": "continue an interrupted run in OUTPUT"})
     overwrite: bool = field(default=False, metadata={"help": "delete previous results in OUTPUT first"})
-    num_references: int = field(default=4, metadata={"help": "frames sampled per clip (K), each a reference"})
-    min_references: int = field(default=1, metadata={"help": "keep a clip when at least this many frames pass"})
+    num_references: int = field(default=4, metadata={"help": "frames sampled per clip (K), each a reference",
+                                                     "min": 1, "max": 1000})
+    min_references: int = field(default=1, metadata={"help": "keep a clip when at least this many frames pass",
+                                                     "min": 1})
     multi_subject_frames: int = field(default=1, metadata={
-        "help": "reject a clip as multiple_subjects when at least this many sampled frames show several"})
+        "help": "reject a clip as multiple_subjects when at least this many sampled frames show several", "min": 1})
     person_prompt: str = field(default="head", metadata={"help": "detector prompt for clips without a class word"})
     class_word: str | None = field(default=None, metadata={"help": "class word for every clip that has none "
                                                                     "(objects: 'dog', 'car' ...)"})
     require_caption: bool = field(default=True, metadata={"help": "reject clips without a caption"})
-    min_frames: int = field(default=16, metadata={"help": "reject clips with fewer frames"})
-    min_duration: float = field(default=1.0, metadata={"help": "reject clips shorter than this (seconds)"})
-    min_short_side: int = field(default=256, metadata={"help": "reject clips whose shorter side is smaller (px)"})
-    max_long_side: int = field(default=4096, metadata={"help": "reject clips whose longer side is larger (px)"})
+    min_frames: int = field(default=16, metadata={"help": "reject clips with fewer frames", "min": 1})
+    min_duration: float = field(default=1.0, metadata={"help": "reject clips shorter than this (seconds)", "min": 0})
+    min_short_side: int = field(default=256, metadata={"help": "reject clips whose shorter side is smaller (px)",
+                                                       "min": 1})
+    max_long_side: int = field(default=4096, metadata={"help": "reject clips whose longer side is larger (px)",
+                                                       "min": 1})
     detector: str | None = field(default=None, metadata={
         "help": "Grounding DINO weights (folder or hub id; default IDEA-Research/grounding-dino-tiny) or a backend "
                 "name: grounding-dino, synthetic-color (tests only)"})
@@ -91,12 +104,12 @@ class PreprocessConfig:
         "help": "SAM checkpoint (path or owner/repo/file.pth) or a backend name: sam, synthetic-color (tests only)"})
     device: str | None = field(default=None, metadata={"help": "torch device (default: this process's accelerate "
                                                                  "device)"})
-    batch_clips: int = field(default=8, metadata={"help": "clips per model batch (x K frames)"})
+    batch_clips: int = field(default=8, metadata={"help": "clips per model batch (x K frames)", "min": 1})
     num_workers: int | None = field(default=None, metadata={
         "help": "decoding worker processes per process (default: min(4, CPUs per process - 2); 0 decodes in the "
-                "main process, best on machines with few cores)"})
-    limit: int | None = field(default=None, metadata={"help": "only the first N clips of the input"})
-    log_every: float = field(default=30.0, metadata={"help": "seconds between throughput log lines"})
+                "main process, best on machines with few cores)", "min": 0, "max": 256})
+    limit: int | None = field(default=None, metadata={"help": "only the first N clips of the input", "min": 1})
+    log_every: float = field(default=30.0, metadata={"help": "seconds between throughput log lines", "gt": 0})
     config: Path | None = field(default=None, metadata={"help": "YAML file with any of these options", "cli": False})
     highlight: HighlightConfig = field(default_factory=HighlightConfig, metadata={
         "group": "subject highlight", "help": "thresholds and reference layout (YAML: a nested highlight: mapping)"})
@@ -127,15 +140,46 @@ def resolve_configs(argv: list[str]) -> tuple[PreprocessConfig, HighlightConfig]
     pre = build_config(PreprocessConfig, args, args.config)
     pre.config = args.config
     if pre.input is None or pre.output is None:
-        raise ValueError("--input and --output are required")
+        raise ConfigError("--input and --output are required")
     if pre.resume and pre.overwrite:
-        raise ValueError("--resume and --overwrite exclude each other")
-    if pre.num_references < 1:
-        raise ValueError(f"--num-references must be >= 1, got {pre.num_references}")
+        raise ConfigError("--resume and --overwrite exclude each other")
+    if pre.min_references > pre.num_references:
+        raise ConfigError(f"--min-references ({pre.min_references}) cannot exceed --num-references "
+                          f"({pre.num_references})")
+    pre.input = Path(os.path.abspath(pre.input.expanduser()))  # recorded in run.json: comparable on --resume
+    if pre.video_root is not None:
+        pre.video_root = Path(os.path.abspath(pre.video_root.expanduser()))
     return pre, pre.highlight
 
 
 # ----------------------------------------------------------------------------------------------- run state
+# options that change how fast a run goes or where it looks, never what a row says
+RESUME_IGNORED = ("resume", "overwrite", "device", "num_workers", "batch_clips", "log_every", "limit", "config",
+                  "output", "highlight.detector_batch_size", "highlight.segmenter_batch_size")
+PATH_KEYS = ("input", "video_root")  # runs of earlier versions stored them as given: compared absolute
+
+
+def check_resume_config(cfg: PreprocessConfig, out: Path) -> None:
+    """Refuse (:class:`StaleOutputError`, naming the keys) to resume a run whose result-deciding options differ
+    from those recorded in ``out/run.json``."""
+    path = out / "run.json"
+    if not path.is_file():
+        return  # killed before run.json was written (before any clip was processed): nothing to compare
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8")).get("config")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise StaleOutputError(f"{path} is unreadable ({exc}); cannot prove the rows in {out} match this "
+                               f"configuration: pass --overwrite to start again") from None
+    if not isinstance(stored, dict):
+        raise StaleOutputError(f"{path} records no configuration; pass --overwrite to start again")
+    changes = config_changes(stored, config_to_dict(cfg), ignore=RESUME_IGNORED, paths=PATH_KEYS)
+    if changes:
+        listed = "; ".join(changes[:10]) + (f"; ... ({len(changes)} in all)" if len(changes) > 10 else "")
+        raise StaleOutputError(f"--resume: the configuration differs from the run in {out} ({listed}); its rows "
+                               f"were made with the old one. Resume with the same options, or pass --overwrite "
+                               f"(instead of --resume) to start again")
+
+
 def _has_state(out: Path) -> bool:
     return any((out / name).exists() for name in ("manifest.jsonl", SHARD_DIR))
 
@@ -184,14 +228,14 @@ def _prepare_output(cfg: PreprocessConfig, out: Path) -> None:
 class _ClipLoader:
     """Map-style dataset for the torch DataLoader: decoding runs in worker processes, ahead of the models."""
 
-    def __init__(self, specs: list[ClipSpec], rules: ClipRules):
-        self.specs, self.rules = specs, rules
+    def __init__(self, specs: list[ClipSpec], rules: ClipRules, policy: ErrorPolicy):
+        self.specs, self.rules, self.policy = specs, rules, policy
 
     def __len__(self) -> int:
         return len(self.specs)
 
     def __getitem__(self, i: int) -> Prepared:
-        return prepare_clip(self.specs[i], self.rules)
+        return prepare_clip(self.specs[i], self.rules, self.policy)
 
 
 def _collate(batch: list[Prepared]) -> list[Prepared]:
@@ -214,6 +258,8 @@ def _run_holding_output(cfg: PreprocessConfig, hl_cfg: HighlightConfig, proc) ->
     rank, world = proc.index, proc.count
     out = Path(cfg.output).expanduser()
     has_state = _has_state(out)
+    if has_state and cfg.resume:
+        check_resume_config(cfg, out)
     proc.barrier()  # every process looks before the main process changes anything
     if has_state and not (cfg.resume or cfg.overwrite):
         logger.error("%s already holds a preprocessing run; pass --resume to continue it or --overwrite to "
@@ -232,8 +278,9 @@ def _run_holding_output(cfg: PreprocessConfig, hl_cfg: HighlightConfig, proc) ->
     logger.info("process %d/%d: %d clips in the input, %d already done, %d to do here", rank, world, len(specs),
                 len(done & {s.clip_id for s in specs}), len(mine))
 
+    policy = ErrorPolicy.from_env()
     highlighter = load_highlighter(cfg.preset, device=proc.device, config=hl_cfg, detector=cfg.detector,
-                                   segmenter=cfg.segmenter)
+                                   segmenter=cfg.segmenter, policy=policy)
     random_weights = cfg.preset == "tiny" or highlighter.random_weights
     if proc.is_main:
         atomic_write_json(out / "run.json", {
@@ -247,7 +294,7 @@ def _run_holding_output(cfg: PreprocessConfig, hl_cfg: HighlightConfig, proc) ->
 
     rules = cfg.rules()
     workers = auto_workers(world) if cfg.num_workers is None else max(0, cfg.num_workers)
-    loader = DataLoader(_ClipLoader(mine, rules), batch_size=max(1, cfg.batch_clips), shuffle=False,
+    loader = DataLoader(_ClipLoader(mine, rules, policy), batch_size=max(1, cfg.batch_clips), shuffle=False,
                         num_workers=workers, collate_fn=_collate, prefetch_factor=2 if workers > 0 else None)
     my_shard = shard_path(out, ROWS_SHARD, rank)
     counts: Counter[str] = Counter()
@@ -256,7 +303,7 @@ def _run_holding_output(cfg: PreprocessConfig, hl_cfg: HighlightConfig, proc) ->
     bar = tqdm(total=len(mine), unit="clip", desc=f"preprocess[{rank}]", disable=not proc.is_main,
                dynamic_ncols=True, mininterval=1.0)
     for batch in loader:
-        rows = finish_clips(batch, highlighter, rules, out)
+        rows = finish_clips(batch, highlighter, rules, out, policy)
         append_jsonl(my_shard, (r.to_dict() for r in rows))
         processed += len(rows)
         counts.update(_count_key(r) for r in rows)
@@ -339,20 +386,23 @@ def merge(out: Path, specs: list[ClipSpec], *, world: int, random_weights: bool)
         logger.error("%d clip(s) have no row (a process failed?): %s ...; run again with --resume", len(missing),
                      missing[:5])
         return 1
+    if errors.get(INTERNAL_ERROR):
+        logger.error("%s", internal_errors_message(errors[INTERNAL_ERROR], str(out / "manifest.jsonl")))
+        return 1
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        cfg, hl_cfg = resolve_configs(sys.argv[1:] if argv is None else list(argv))
-    except (ValueError, FileNotFoundError) as exc:
-        logger.error("%s", exc)
-        return 2
-    try:
-        return run(cfg, hl_cfg)
-    except (FileNotFoundError, OutputFolderBusy) as exc:  # FileNotFoundError includes MissingWeightsError
-        logger.error("%s", exc)
-        return 2
+    """Exit codes (:mod:`vm_common.errors`): 0 done, 2 a user error (one message), 1 an internal error."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return run_main("vm preprocess-dataset", lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
+    cfg, hl_cfg = resolve_configs(argv)
+    if not cfg.input.exists():  # before the output folder is created
+        raise ConfigError(f"--input not found: {cfg.input}")
+    return run(cfg, hl_cfg)
 
 
 if __name__ == "__main__":

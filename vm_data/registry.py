@@ -13,8 +13,9 @@ SAM_DEFAULT = os.environ.get("VM_SAM_CHECKPOINT", f"~/.cache/videomaker/weights/
 SAM_HOW = (
     "download the official checkpoint (vit_h: https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth, "
     "vit_l: sam_vit_l_0b3195.pth, vit_b: sam_vit_b_01ec64.pth from the same address) on a machine with network "
-    f"access and put it at ~/.cache/videomaker/weights/{SAM_DEFAULT_FILENAME}, set $VM_SAM_CHECKPOINT, or pass "
-    "--sam PATH (a local .pth file) or --sam OWNER/REPO/FILE.pth (a file in a Hugging Face repo)"
+    f"access and put it at ~/.cache/videomaker/weights/{SAM_DEFAULT_FILENAME}, or set $VM_SAM_CHECKPOINT to its "
+    "path (every command); `vm preprocess-dataset` also takes --segmenter PATH (a local .pth file) or --segmenter "
+    "OWNER/REPO/FILE.pth (a file in a Hugging Face repo)"
 )
 
 
@@ -55,9 +56,9 @@ GROUNDING_DINO = register(WeightSpec(
     description="Grounding DINO open-set detector (transformers GroundingDinoForObjectDetection: model + processor)",
     default=GROUNDING_DINO_DEFAULT,
     used_by=("preprocess-dataset", "generate", "bench"),
-    how=(f"run `huggingface-cli download {GROUNDING_DINO_DEFAULT}` on a machine with network access and copy the "
-         "Hugging Face cache, or pass --detector-weights with a local folder holding config.json, model.safetensors "
-         "and the processor files"),
+    how=(f"run `hf download {GROUNDING_DINO_DEFAULT}` on a machine with network access and copy the Hugging Face "
+         "cache (~/.cache/huggingface); `vm preprocess-dataset` also takes --detector with a local folder holding "
+         "config.json, model.safetensors and the processor files"),
 ))
 
 SAM = register(WeightSpec(

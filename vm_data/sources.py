@@ -7,7 +7,11 @@ Formats (``--input-format``, default ``auto``):
 - ``csv`` / ``jsonl``: one clip per row with a video path (``video``, ``path``, ``video_path`` or ``file``),
   a caption (``caption``, ``text`` or ``name``), optionally a class word (``class_word``, ``class`` or
   ``category``), a clip id (``clip_id`` or ``id``) and provided reference images (``reference`` or
-  ``references``; several separated by ``;`` in CSV, a list in JSONL). Relative paths are relative to the file.
+  ``references``; several separated by ``;`` in CSV, a list in JSONL). Relative paths are resolved against the
+  file's folder and stored absolute. Tables are read strictly (:mod:`vm_common.input_tables`): a UTF-8 BOM is
+  dropped, a CSV row is one line (a quoted field cannot span lines), and a bad line (unterminated quote, extra
+  fields, not JSON, a field of the wrong type) becomes an ``error`` row of its own naming file and line, never
+  touching its neighbours.
 - ``celebvtext``: the CelebV-Text release: videos in ``celebvtext_6/``, ``videos/`` or the root, and text
   annotations in ``texts/``, ``descriptions/`` or ``descripitions/`` with one sub-folder per attribute
   (``face40_details_new``, ``action_dur``, ``emotion``, ``light_dir`` ...), each holding ``<video name>.txt``.
@@ -21,13 +25,17 @@ Formats (``--input-format``, default ``auto``):
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from vm_common.errors import InputFileError
+from vm_common.input_tables import InputRow, RowError, field_str, field_str_list, read_csv_rows, read_jsonl_rows
+from vm_common.safe_names import is_safe_component
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +65,19 @@ class ClipSpec:
     reference_images: list[str] = field(default_factory=list)
     provided_masks: list[ProvidedMask] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    input_error: str | None = None  # the input row could not be read: the clip becomes an error row with this
+
+
+def absolute(path: str | Path, base: Path) -> Path:
+    """``path`` (``~`` expanded) made absolute against ``base``, normalised lexically (symlinks kept)."""
+    p = Path(os.path.expanduser(str(path)))
+    return Path(os.path.normpath(p if p.is_absolute() else Path(os.path.abspath(base)) / p))
+
+
+def bad_row_spec(row: InputRow, message: str) -> ClipSpec:
+    """The clip of an input line that could not be read: an error row naming file and line."""
+    return ClipSpec(clip_id=safe_id(f"{row.path.stem}-line{row.line}"), video="", caption=None,
+                    input_error=f"{row.where}: {message}", extra={"input_file": str(row.path), "input_line": row.line})
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -89,10 +110,10 @@ def detect_format(path: Path) -> str:
             return "csv"
         if suffix in (".jsonl", ".json"):
             return "jsonl"
-        raise ValueError(f"{path}: cannot tell the input format from the suffix '{suffix}' (expected a folder, "
+        raise InputFileError(f"{path}: cannot tell the input format from the suffix '{suffix}' (expected a folder, "
                          f".csv or .jsonl); pass --input-format")
     if not path.is_dir():
-        raise FileNotFoundError(f"input not found: {path}")
+        raise InputFileError(f"input not found: {path}")
     if any((path / d).is_dir() for d in CELEBV_TEXT_DIRS) and (
             any((path / d).is_dir() for d in CELEBV_VIDEO_DIRS)):
         return "celebvtext"
@@ -105,11 +126,11 @@ def detect_format(path: Path) -> str:
 def discover(path: str | Path, fmt: str = "auto", *, video_root: str | Path | None = None,
              celebv_fields: tuple[str, ...] = CELEBV_DEFAULT_FIELDS) -> list[ClipSpec]:
     """The clips of ``path`` in a stable order (see the module docstring for the formats)."""
-    path = Path(path).expanduser()
+    path = Path(os.path.abspath(Path(path).expanduser()))
     if not path.exists():
-        raise FileNotFoundError(f"input not found: {path}")
+        raise InputFileError(f"input not found: {path}")
     if fmt not in FORMATS:
-        raise ValueError(f"unknown input format {fmt!r}; choose one of {FORMATS}")
+        raise InputFileError(f"unknown input format {fmt!r}; choose one of {FORMATS}")
     if fmt == "auto":
         fmt = detect_format(path)
     logger.info("input %s: format %s", path, fmt)
@@ -122,7 +143,7 @@ def discover(path: str | Path, fmt: str = "auto", *, video_root: str | Path | No
     elif fmt == "celebvtext":
         specs = _from_celebvtext(path, celebv_fields)
     else:
-        specs = _from_videobooth(path, Path(video_root) if video_root else path / "videos")
+        specs = _from_videobooth(path, absolute(video_root, Path.cwd()) if video_root else path / "videos")
     return _unique(specs)
 
 
@@ -140,7 +161,7 @@ def _read_caption(path: Path) -> str | None:
 
 def _from_folder(root: Path) -> list[ClipSpec]:
     if root.is_file():
-        raise ValueError(f"{root}: expected a folder of videos")
+        raise InputFileError(f"{root}: expected a folder of videos")
     videos = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
                     and not p.name.startswith("."))
     specs = []
@@ -159,64 +180,53 @@ _ID_KEYS = ("clip_id", "id", "videoid")
 _REF_KEYS = ("reference", "references", "reference_image")
 
 
-def _first(row: dict, keys: tuple[str, ...]) -> Any:
-    for key in keys:
-        if key in row and row[key] not in (None, ""):
-            return row[key]
-    return None
-
-
-def _read_csv(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not any(k in reader.fieldnames for k in _VIDEO_KEYS):
-            raise ValueError(f"{path}: needs a video column (one of {_VIDEO_KEYS}); found {reader.fieldnames}")
-        return [dict(r) for r in reader]
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".json":
-        data = json.loads(text)
-        if not isinstance(data, list):
-            raise ValueError(f"{path}: expected a JSON list of clip objects")
-        return data
-    for i, line in enumerate(text.splitlines()):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: line {i + 1} is not valid JSON: {exc}") from exc
+def _read_csv(path: Path) -> list[InputRow]:
+    header, rows = read_csv_rows(path)
+    if not any(k in header for k in _VIDEO_KEYS):
+        raise InputFileError(f"{path}: needs a video column (one of {_VIDEO_KEYS}); found {header}")
     return rows
 
 
-def _from_table(path: Path, rows: list[dict]) -> list[ClipSpec]:
-    base = path.parent
+def _read_jsonl(path: Path) -> list[InputRow]:
+    return read_jsonl_rows(path)
+
+
+def _spec_from_row(row: dict, base: Path) -> ClipSpec:
+    """One table row as a clip; :class:`RowError` names the field that does not fit."""
+    video = field_str(row, _first_key(row, _VIDEO_KEYS) or _VIDEO_KEYS[0], numbers=False)
+    if video is None:
+        raise RowError(f"no video path (one of {', '.join(_VIDEO_KEYS)})")
+    caption = field_str(row, _first_key(row, _CAPTION_KEYS) or _CAPTION_KEYS[0])
+    class_word = field_str(row, _first_key(row, _CLASS_KEYS) or _CLASS_KEYS[0])
+    clip_id = field_str(row, _first_key(row, _ID_KEYS) or _ID_KEYS[0])
+    refs = field_str_list(row, _first_key(row, _REF_KEYS) or _REF_KEYS[0])
+    known = set(_VIDEO_KEYS + _CAPTION_KEYS + _CLASS_KEYS + _ID_KEYS + _REF_KEYS)
+    return ClipSpec(
+        clip_id=safe_id(clip_id) if clip_id is not None else safe_id(str(Path(video).with_suffix(""))),
+        video=str(absolute(video, base)), caption=" ".join(caption.split()) if caption else None,
+        class_word=class_word.strip() if class_word and class_word.strip() else None,
+        reference_images=[str(absolute(r, base)) for r in refs],
+        extra={k: v for k, v in row.items() if k not in known and v not in (None, "")},
+    )
+
+
+def _first_key(row: dict, keys: tuple[str, ...]) -> str | None:
+    return next((k for k in keys if k in row and row[k] not in (None, "")), None)
+
+
+def _from_table(path: Path, rows: list[InputRow]) -> list[ClipSpec]:
+    base = path.parent  # absolute: discover() made the input path absolute
     specs = []
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}: row {i + 1} is not an object")
-        video = _first(row, _VIDEO_KEYS)
-        if video is None:
-            raise ValueError(f"{path}: row {i + 1} has no video path (keys {_VIDEO_KEYS})")
-        video_path = Path(str(video)).expanduser()
-        video_path = video_path if video_path.is_absolute() else base / video_path
-        clip_id = _first(row, _ID_KEYS)
-        clip_id = safe_id(str(clip_id)) if clip_id is not None else safe_id(str(Path(str(video)).with_suffix("")))
-        refs = _first(row, _REF_KEYS) or []
-        if isinstance(refs, str):
-            refs = [r.strip() for r in refs.split(";") if r.strip()]
-        refs = [str(p if Path(p).is_absolute() else base / p) for p in map(str, refs)]
-        caption = _first(row, _CAPTION_KEYS)
-        class_word = _first(row, _CLASS_KEYS)
-        known = set(_VIDEO_KEYS + _CAPTION_KEYS + _CLASS_KEYS + _ID_KEYS + _REF_KEYS)
-        specs.append(ClipSpec(
-            clip_id=clip_id, video=str(video_path), caption=" ".join(str(caption).split()) if caption else None,
-            class_word=str(class_word).strip() if class_word else None, reference_images=refs,
-            extra={k: v for k, v in row.items() if k not in known and v not in (None, "")},
-        ))
+    for row in rows:
+        if row.error:
+            logger.warning("%s", row.message)
+            specs.append(bad_row_spec(row, row.error))
+            continue
+        try:
+            specs.append(_spec_from_row(row.data, base))
+        except RowError as exc:
+            logger.warning("%s: %s", row.where, exc)
+            specs.append(bad_row_spec(row, str(exc)))
     return specs
 
 
@@ -252,42 +262,60 @@ def _read_caption_lines(path: Path) -> list[str]:
 
 # -------------------------------------------------------------------------------------------------- VideoBooth
 def _from_videobooth(root: Path, video_root: Path) -> list[ClipSpec]:
+    """Clips of a VideoBooth root. Ids, page folders and mask values come from its files: each must be a plain
+    name (a ``videoid`` or mask value climbing out with ``../`` makes the row an error row instead of a path)."""
     specs = []
     for csv_path in sorted(root.glob("*.csv")):
         class_word = csv_path.stem
         mask_root = root / class_word
         if not mask_root.is_dir():
             continue
-        for row in _read_csv_any(csv_path):
-            vid = str(row.get("videoid") or row.get("video_id") or "").strip()
-            if not vid:
+        _, rows = read_csv_rows(csv_path)
+        for row in rows:
+            if row.error:
+                logger.warning("%s", row.message)
+                specs.append(bad_row_spec(row, row.error))
                 continue
-            page_dir = str(row.get("page_dir") or "").strip()
-            candidates = [video_root / page_dir / f"{vid}.mp4"] if page_dir else []
-            candidates.append(video_root / f"{vid}.mp4")
-            video = next((c for c in candidates if c.exists()), candidates[0])
-            masks = []
-            mask_json = mask_root / vid / "mask.json"
-            if mask_json.is_file():
-                try:
-                    entries = json.loads(mask_json.read_text(encoding="utf-8"))
-                except json.JSONDecodeError as exc:
-                    logger.warning("%s: not valid JSON (%s); the clip gets no provided mask", mask_json, exc)
-                    entries = []
-                for e in entries if isinstance(entries, list) else []:
-                    if not isinstance(e, dict) or "value" not in e:
-                        continue
-                    masks.append(ProvidedMask(mask=str(mask_root / vid / f"mask_{e['value']}.png"),
-                                              label=e.get("label"), box=e.get("box")))
-            same_class = [m for m in masks if (m.label or "").lower() == class_word.lower()]
-            specs.append(ClipSpec(
-                clip_id=safe_id(f"{class_word}/{vid}"), video=str(video), caption=(row.get("name") or "").strip() or None,
-                class_word=class_word, provided_masks=same_class or masks,
-                extra={"dataset": "videobooth", "videoid": vid, "page_dir": page_dir},
-            ))
-    return specs
+            try:
+                specs.append(_videobooth_clip(row.data, class_word, mask_root, video_root))
+            except RowError as exc:
+                logger.warning("%s: %s", row.where, exc)
+                specs.append(bad_row_spec(row, str(exc)))
+    return [s for s in specs if s is not None]
 
 
-def _read_csv_any(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        return [dict(r) for r in csv.DictReader(fh)]
+def _videobooth_clip(row: dict, class_word: str, mask_root: Path, video_root: Path) -> ClipSpec | None:
+    vid = (field_str(row, "videoid") or field_str(row, "video_id") or "").strip()
+    if not vid:
+        return None
+    if not is_safe_component(vid):
+        raise RowError(f"videoid {vid!r} is not a plain file name")
+    page_dir = (field_str(row, "page_dir") or "").strip()
+    if page_dir and not all(is_safe_component(part) for part in page_dir.split("/")):
+        raise RowError(f"page_dir {page_dir!r} is not a relative folder of plain names")
+    candidates = [video_root / page_dir / f"{vid}.mp4"] if page_dir else []
+    candidates.append(video_root / f"{vid}.mp4")
+    video = next((c for c in candidates if c.exists()), candidates[0])
+    masks = []
+    mask_json = mask_root / vid / "mask.json"
+    if mask_json.is_file():
+        try:
+            entries = json.loads(mask_json.read_text(encoding="utf-8-sig"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            logger.warning("%s: not valid JSON (%s); the clip gets no provided mask", mask_json, exc)
+            entries = []
+        for e in entries if isinstance(entries, list) else []:
+            if not isinstance(e, dict) or "value" not in e:
+                continue
+            if not is_safe_component(str(e["value"])):
+                logger.warning("%s: mask value %r is not a plain name; entry ignored", mask_json, e["value"])
+                continue
+            label = e.get("label") if isinstance(e.get("label"), str) else None
+            box = e.get("box") if isinstance(e.get("box"), list) else None
+            masks.append(ProvidedMask(mask=str(mask_root / vid / f"mask_{e['value']}.png"), label=label, box=box))
+    same_class = [m for m in masks if (m.label or "").lower() == class_word.lower()]
+    caption = (field_str(row, "name") or "").strip() or None
+    return ClipSpec(
+        clip_id=safe_id(f"{class_word}/{vid}"), video=str(video), caption=caption, class_word=class_word,
+        provided_masks=same_class or masks, extra={"dataset": "videobooth", "videoid": vid, "page_dir": page_dir},
+    )

@@ -4,8 +4,12 @@
     vm bench score --manifest M.jsonl --out DIR [--flow raft|dis] [--preset tiny]
     vm bench report DIR [DIR ...] --out DIR [--layout paper|ablation]
 
-``run`` and ``score`` are resumable (rows already in DIR/samples.jsonl are skipped) and shardable:
-``accelerate launch -m vm_eval.bench run ...`` splits the videos over processes; the main process merges.
+``run`` and ``score`` are resumable and shardable: ``accelerate launch -m vm_eval.bench run ...`` splits the videos
+over processes; the main process merges. A video whose rows are in DIR/samples.jsonl is skipped only when their
+fingerprint proves the same inputs and settings (protocol, sources, reference bytes, prompt, seed, scoring); rows
+made otherwise stop the command (exit 2, naming what changed) unless ``--overwrite``, which makes them again
+(:mod:`vm_eval.resume`). Exit codes: 0 done, 2 a user error, 1 an internal error (including scores recorded as
+``internal_error``, counted at the end).
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from pathlib import Path
 
 from vm_common.config import add_dataclass_arguments, build_config, config_to_dict
 from vm_common.distributed import process_info
+from vm_common.error_policy import internal_errors_message
+from vm_common.errors import EXIT_INTERNAL, StaleOutputError, run_main
 from vm_common.io_utils import atomic_write_json
-from vm_common.output_lock import OutputFolderBusy, hold_output_folder
+from vm_common.output_lock import hold_output_folder
 from vm_common.provenance import provenance
-from vm_common.weights import MissingWeightsError
 from vm_model.presets import PRESETS, presets_for
 from vm_model.protocol import GenerationProtocol
 from vm_model.sources import ModelSources
@@ -50,9 +55,12 @@ class ScoringOptions:
     dino_weights: str | None = field(default=None, metadata={"help": "DINO ViT-S/16 checkpoint (path or hub id)"})
     face_weights: str | None = field(default=None, metadata={"help": "insightface pack name or folder (buffalo_l)"})
     raft_weights: str | None = field(default=None, metadata={"help": "RAFT raft-things state dict (C_T_V1)"})
-    batch_size: int = field(default=16, metadata={"help": "frames per encoder forward"})
+    batch_size: int = field(default=16, metadata={"help": "frames per encoder forward", "min": 1, "max": 4096})
     progress: bool = field(default=True, metadata={"help": "progress bar with ETA"})
     report: bool = field(default=True, metadata={"help": "write tables and report.html at the end"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "replace the videos and rows in --out that were made from other inputs or settings (default: "
+                "refuse, naming what changed); rows that match are still reused"})
 
 
 BENCHMARK_WEIGHTS = "benchmark"  # --weights value: the benchmark's weights for each subject kind
@@ -68,7 +76,8 @@ class RunConfig(ScoringOptions):
                                                                    "the benchmark says)"})
     threads: int | None = field(default=None, metadata={
         "help": "torch CPU threads of this process (default: torch's choice; the toy preset uses 1: its model's ops "
-                "are so small that more threads only add synchronisation, which stalls on a busy machine)"})
+                "are so small that more threads only add synchronisation, which stalls on a busy machine)",
+        "min": 1, "max": 1024})
     baselines: bool = field(default=True, metadata={
         "help": "also generate and score the benchmark's baselines as methods '<method>: <baseline>' (toy: the same "
                 "model with the reference zeroed)"})
@@ -91,8 +100,8 @@ class ScoreConfig(ScoringOptions):
 def _encoders(cfg: ScoringOptions):
     from .encoders import EncoderConfig, Encoders
 
-    return Encoders(EncoderConfig(preset=encoder_preset(cfg.preset), device=cfg.device, protocol=cfg.protocol, flow=cfg.flow,
-                                  clip_weights=cfg.clip_weights, dino_weights=cfg.dino_weights,
+    return Encoders(EncoderConfig(preset=encoder_preset(cfg.preset), device=cfg.device, protocol=cfg.protocol,
+                                  flow=cfg.flow, clip_weights=cfg.clip_weights, dino_weights=cfg.dino_weights,
                                   face_weights=cfg.face_weights, raft_weights=cfg.raft_weights,
                                   batch_size=cfg.batch_size))
 
@@ -187,26 +196,42 @@ def resolve_run_config(args: argparse.Namespace):
 
 
 def cmd_run(argv: list[str]) -> int:
+    return run_main("vm bench run", lambda: _cmd_run(argv))
+
+
+def _cmd_run(argv: list[str]) -> int:
     from vm_common.config import ConfigError
 
-    from .bench_defs import BenchmarkError
-    from .runner import ReferenceImageError
-
     args = build_parser().parse_args(["run", *argv])
-    try:
-        cfg, bench = resolve_run_config(args)
-        if cfg.out is None:
-            raise ConfigError("--out DIR is required")
-    except (BenchmarkError, ConfigError) as exc:
-        sys.stderr.write(f"vm bench run: {exc}\n")
-        return 2
+    cfg, bench = resolve_run_config(args)
+    if cfg.out is None:
+        raise ConfigError("--out DIR is required")
     proc = process_info(cfg.device)
-    try:
-        with hold_output_folder(cfg.out, is_main=proc.is_main):
-            return _run_holding_out(cfg, bench, proc)
-    except (BenchmarkError, ReferenceImageError, OutputFolderBusy) as exc:
-        sys.stderr.write(f"vm bench run: {exc}\n")
-        return 2
+    with hold_output_folder(cfg.out, is_main=proc.is_main):
+        return _run_holding_out(cfg, bench, proc)
+
+
+def _kind_identity(cfg: RunConfig, bench, kinds: set[str]) -> dict[str, dict]:
+    """Subject kind -> the fingerprint parts of its model (the sources that kind is generated with)."""
+    return {k: {"sources": dataclasses.asdict(weights_for_kind(cfg.sources, bench, k))} for k in kinds}
+
+
+def _check_stale_before_work(cfg: RunConfig, bench, items, methods, scorer, identity) -> None:
+    """Every method's rows checked before anything is generated (each run_items checks its own again)."""
+    from .resume import find_stale, stale_message, stored_fingerprints
+    from .runner import plan_run
+    from .store import read_samples
+
+    if cfg.overwrite:
+        return
+    rows = read_samples(cfg.out)
+    stale = []
+    for method, protocol in methods:
+        planned = plan_run(items, method=method, protocol=protocol, highlight=bool(cfg.highlight), scorer=scorer,
+                           identity=identity)
+        stale += find_stale(stored_fingerprints(rows, {method}), planned)
+    if stale:
+        raise StaleOutputError(stale_message(stale, cfg.out))
 
 
 def _run_holding_out(cfg: RunConfig, bench, proc) -> int:
@@ -226,11 +251,7 @@ def _run_holding_out(cfg: RunConfig, bench, proc) -> int:
     kinds = {s.kind for s in subjects}
     encoders = _encoders(cfg)
     families = _families(kinds, cfg.flow)
-    try:
-        encoders.check_available(families)
-    except MissingWeightsError as exc:
-        sys.stderr.write(f"vm bench run: {exc}\n")
-        return 2
+    encoders.check_available(families)  # MissingWeightsError: a user error (exit 2)
     device = str(encoders.device)
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     highlighter = _load_highlighter(encoder_preset(cfg.preset), device) if cfg.highlight else None
@@ -238,16 +259,20 @@ def _run_holding_out(cfg: RunConfig, bench, proc) -> int:
     random_weights = any(weights_for_kind(cfg.sources, bench, k).random_weights for k in kinds)
     common = {**_common_fields(cfg), "random_weights": random_weights}
     methods, loaded, stats = methods_to_run(cfg, bench), {}, None
+    identity = _kind_identity(cfg, bench, kinds)
+    _check_stale_before_work(cfg, bench, items, methods, scorer, identity)
     for method, method_protocol in methods:
         generate = make_generate_fns(cfg, bench, device, kinds, protocol=method_protocol, loaded=loaded)
         method_stats = run_items(bench, items, cfg.out, method=method, protocol=method_protocol,
-                                 highlight=cfg.highlight, scorer=scorer, generate_fn=generate, highlighter=highlighter,
-                                 proc=proc, progress=cfg.progress, common=common)
+                                 highlight=bool(cfg.highlight), scorer=scorer, generate_fn=generate,
+                                 highlighter=highlighter, proc=proc, progress=cfg.progress, common=common,
+                                 identity=identity, overwrite=cfg.overwrite)
         if stats is None:
             stats = method_stats
         else:
             stats.done, stats.skipped = stats.done + method_stats.done, stats.skipped + method_stats.skipped
             stats.seconds += method_stats.seconds
+            stats.internal_errors += method_stats.internal_errors
     proc.barrier()
     if proc.is_main:
         SampleStore(cfg.out).merge() if proc.count > 1 else None
@@ -271,37 +296,37 @@ def _run_holding_out(cfg: RunConfig, bench, proc) -> int:
         if cfg.report:
             write_report([cfg.out], cfg.out, title=f"{bench.name}: {cfg.method}")
             _print_tables(cfg.out)
+    return _internal_exit(stats.internal_errors, cfg.out)
+
+
+def _internal_exit(count: int, out_dir: Path) -> int:
+    """Exit 1 saying how many internal errors this process recorded (0 when none)."""
+    if count:
+        logger.error("%s", internal_errors_message(count, str(Path(out_dir) / "samples.jsonl")))
+        return EXIT_INTERNAL
     return 0
 
 
 # -------------------------------------------------------------------------------------------------------- score
 def cmd_score(argv: list[str]) -> int:
-    from .runner import ReferenceImageError, load_references
-    from .score_manifest import ScoreManifestError, read_score_manifest
+    return run_main("vm bench score", lambda: _cmd_score(argv))
 
+
+def _cmd_score(argv: list[str]) -> int:
     from vm_common.config import ConfigError
 
+    from .runner import load_references
+    from .score_manifest import read_score_manifest
+
     args = build_parser().parse_args(["score", *argv])
-    try:
-        cfg = build_config(ScoreConfig, args, args.config)
-        if cfg.manifest is None or cfg.out is None:
-            raise ConfigError("--manifest M.jsonl and --out DIR are required")
-    except ConfigError as exc:
-        sys.stderr.write(f"vm bench score: {exc}\n")
-        return 2
+    cfg = build_config(ScoreConfig, args, args.config)
+    if cfg.manifest is None or cfg.out is None:
+        raise ConfigError("--manifest M.jsonl and --out DIR are required")
     proc = process_info(cfg.device)
-    try:
-        tasks = read_score_manifest(cfg.manifest, cfg.kind)
-        load_references({t.reference: t.reference for t in tasks})
-    except (ScoreManifestError, ReferenceImageError) as exc:
-        sys.stderr.write(f"vm bench score: {exc}\n")
-        return 2
-    try:
-        with hold_output_folder(cfg.out, is_main=proc.is_main):
-            return _score_holding_out(cfg, tasks, proc)
-    except OutputFolderBusy as exc:
-        sys.stderr.write(f"vm bench score: {exc}\n")
-        return 2
+    tasks = read_score_manifest(cfg.manifest, cfg.kind)
+    load_references({t.reference: t.reference for t in tasks})
+    with hold_output_folder(cfg.out, is_main=proc.is_main):
+        return _score_holding_out(cfg, tasks, proc)
 
 
 def _score_holding_out(cfg: ScoreConfig, tasks, proc) -> int:
@@ -312,14 +337,10 @@ def _score_holding_out(cfg: ScoreConfig, tasks, proc) -> int:
 
     encoders = _encoders(cfg)
     families = _families({t.kind for t in tasks}, cfg.flow)
-    try:
-        encoders.check_available(families)
-    except MissingWeightsError as exc:
-        sys.stderr.write(f"vm bench score: {exc}\n")
-        return 2
+    encoders.check_available(families)  # MissingWeightsError: a user error (exit 2)
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     stats = score_tasks(tasks, cfg.out, scorer=VideoScorer(encoders), proc=proc, progress=cfg.progress,
-                        common=_common_fields(cfg))
+                        common=_common_fields(cfg), overwrite=cfg.overwrite)
     proc.barrier()
     if proc.is_main:
         SampleStore(cfg.out).merge() if proc.count > 1 else None
@@ -335,20 +356,25 @@ def _score_holding_out(cfg: ScoreConfig, tasks, proc) -> int:
         if cfg.report:
             write_report([cfg.out], cfg.out, title="Scores")
             _print_tables(cfg.out)
-    return 0
+    return _internal_exit(stats.internal_errors, cfg.out)
 
 
 # ------------------------------------------------------------------------------------------------------- report
 def cmd_report(argv: list[str]) -> int:
+    return run_main("vm bench report", lambda: _cmd_report(argv))
+
+
+def _cmd_report(argv: list[str]) -> int:
     from .report import write_report
 
     args = build_parser().parse_args(["report", *argv])
-    try:
-        with hold_output_folder(args.out):
-            write_report(args.runs, args.out, layout=args.layout, title=args.title)
-    except (FileNotFoundError, ValueError, OutputFolderBusy) as exc:
-        sys.stderr.write(f"vm bench report: {exc}\n")
-        return 2
+    from vm_common.errors import InputFileError
+
+    missing = [str(d) for d in args.runs if not Path(d).is_dir()]
+    if missing:  # before the output folder is created
+        raise InputFileError(f"run folder(s) not found: {', '.join(missing)}")
+    with hold_output_folder(args.out):
+        write_report(args.runs, args.out, layout=args.layout, title=args.title)
     _print_tables(args.out)
     return 0
 

@@ -11,6 +11,11 @@ held-out toy subjects (``toy:<index>``, :func:`vm_model.toy.domain.heldout_refer
 
 A benchmark may list ``baselines``: extra methods that `vm bench run` generates and scores beside the model, each
 the same model under a changed protocol (``toy``: the same model with the reference zeroed).
+
+A definition file is data: subject ids and class names must be plain file names (:mod:`vm_common.safe_names`; an
+id climbing out with ``../`` is refused), and built-in images come from an allow-list (``skimage:<name>`` for the
+names in :data:`SKIMAGE_IMAGES`, ``toy:<index>``), never from an arbitrary attribute. Reference paths are absolute,
+so rows and reports find them whatever the working directory.
 """
 
 from __future__ import annotations
@@ -18,15 +23,21 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from vm_common.errors import UserError
+from vm_common.safe_names import UnsafeNameError, check_component, path_inside
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+# scikit-image sample images a definition may name as skimage:<name> (colour photos of one subject each)
+SKIMAGE_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "cat")
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(UserError, ValueError):
     """A benchmark definition or its subject images cannot be used; the message says what and where."""
 
 
@@ -100,11 +111,12 @@ class Benchmark:
         """The subjects with their reference files; raises BenchmarkError before any work when one is missing."""
         spec = self.subjects_spec
         if spec["source"] == "builtin":
-            return [_materialize_builtin(item, out_dir / "subjects", spec.get("toy_domain")) for item in spec["items"]]
+            return [_materialize_builtin(item, Path(os.path.abspath(out_dir)) / "subjects", spec.get("toy_domain"))
+                    for item in spec["items"]]
         if subjects_dir is None:
             raise BenchmarkError(f"benchmark '{self.name}' needs --subjects DIR with the subject images; "
                                  f"layout: {_layout_help(spec)}")
-        root = Path(subjects_dir).expanduser()
+        root = Path(os.path.abspath(Path(subjects_dir).expanduser()))
         if not root.is_dir():
             raise BenchmarkError(f"subjects folder not found: {root} (layout: {_layout_help(spec)})")
         if spec["layout"] == "flat":
@@ -145,8 +157,11 @@ def _images_in(folder: Path) -> list[Path]:
 def _builtin_image(source: str, toy_domain: dict | None):
     """The pixels of a built-in image: ``skimage:<name>`` or ``toy:<index>`` (a held-out toy subject's reference,
     rendered from the benchmark's ``toy_domain``)."""
-    kind, _, name = source.partition(":")
+    kind, _, name = str(source).partition(":")
     if kind == "skimage":
+        if name not in SKIMAGE_IMAGES:
+            raise BenchmarkError(f"built-in image {source!r}: not an allowed scikit-image sample; allowed: "
+                                 f"{', '.join('skimage:' + n for n in SKIMAGE_IMAGES)}")
         from skimage import data
 
         return getattr(data, name)()
@@ -167,7 +182,7 @@ def _materialize_builtin(item: dict, folder: Path, toy_domain: dict | None = Non
 
     from vm_common.io_utils import atomic_output
 
-    path = folder / f"{item['id']}.png"
+    path = path_inside(folder, f"{item['id']}.png")  # the id was checked on loading; this is the last guard
     if not path.exists():
         arr = _builtin_image(item["image"], toy_domain)
         with atomic_output(path) as tmp:
@@ -193,23 +208,21 @@ def load_benchmark(name_or_path: str) -> Benchmark:
     """A packaged benchmark by name (see :func:`list_benchmarks`) or a JSON definition file."""
     path = Path(name_or_path)
     if path.suffix == ".json" and path.exists():
-        data = json.loads(path.read_text())
+        try:
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BenchmarkError(f"benchmark definition {path}: not readable JSON ({exc})") from None
+        missing = [k for k in ("name", "prompts", "subjects") if not isinstance(data, dict) or k not in data]
+        if missing:
+            raise BenchmarkError(f"benchmark definition {path}: missing {', '.join(missing)}")
     else:
         res = _data_dir() / f"{name_or_path}.json"
         if not res.is_file():
             raise BenchmarkError(f"unknown benchmark {name_or_path!r}; known: {', '.join(list_benchmarks())} "
                                  f"(or pass a .json definition)")
         data = json.loads(res.read_text())
-    prompts: list[Prompt] = []
-    pspec = data["prompts"]
-    if "file" in pspec:
-        for row in _read_tsv(pspec["file"]):
-            if "class" in row:
-                prompts.append(Prompt(int(row["index"]), row["prompt"], row["class"], "object", row["class"]))
-            else:
-                prompts.append(Prompt(int(row["index"]), row["prompt"], row["category"], "human"))
-    for row in pspec.get("items", []):
-        prompts.append(Prompt(int(row["index"]), row["prompt"], row["category"], row["kind"], row.get("class")))
+    prompts = _read_prompts(data["prompts"], name_or_path)
+    _check_subjects(data.get("subjects"), name_or_path)
     proto = dict(data.get("protocol", {}))
     _check_protocol(proto, name_or_path)
     baselines = []
@@ -218,6 +231,56 @@ def load_benchmark(name_or_path: str) -> Benchmark:
         baselines.append(Baseline(str(row["name"]), dict(row.get("protocol", {})), row.get("description", "")))
     return Benchmark(data["name"], data.get("description", ""), data.get("paper_table"), data["subjects"], prompts,
                      proto, bool(data.get("highlight", True)), dict(data.get("weights", {})), baselines)
+
+
+def _read_prompts(pspec, where: str) -> list[Prompt]:
+    """The prompts of a definition: a packaged TSV (``file``: a plain file name in vm_eval/benchmarks) and/or
+    ``items``; a malformed entry is a :class:`BenchmarkError` naming it."""
+    if not isinstance(pspec, dict):
+        raise BenchmarkError(f"benchmark {where}: 'prompts' must be a mapping (file and/or items)")
+    prompts: list[Prompt] = []
+    try:
+        if "file" in pspec:
+            check_component(str(pspec["file"]), "prompts file")
+            for row in _read_tsv(pspec["file"]):
+                if "class" in row:
+                    prompts.append(Prompt(int(row["index"]), row["prompt"], row["class"], "object", row["class"]))
+                else:
+                    prompts.append(Prompt(int(row["index"]), row["prompt"], row["category"], "human"))
+        for row in pspec.get("items", []):
+            prompts.append(Prompt(int(row["index"]), str(row["prompt"]), str(row["category"]), str(row["kind"]),
+                                  row.get("class")))
+    except (KeyError, TypeError, ValueError, OSError) as exc:  # parsing the user's file, not our code
+        raise BenchmarkError(f"benchmark {where}: bad prompt entry ({type(exc).__name__}: {exc}); each needs index, "
+                             f"prompt, category and kind") from None
+    return prompts
+
+
+def _check_subjects(spec, where: str) -> None:
+    """The subjects part of a definition: ids and class names are plain file names, images are allowed sources."""
+    if not isinstance(spec, dict) or "source" not in spec:
+        raise BenchmarkError(f"benchmark {where}: 'subjects' must be a mapping with a 'source'")
+    try:
+        for cls in spec.get("classes", []) or []:
+            check_component(str(cls), "class")
+        if spec["source"] == "builtin":
+            items = spec.get("items")
+            if not isinstance(items, list) or not items:
+                raise BenchmarkError(f"benchmark {where}: builtin subjects need a non-empty 'items' list")
+            for item in items:
+                if not isinstance(item, dict) or not {"id", "kind", "image"} <= set(item):
+                    raise BenchmarkError(f"benchmark {where}: each builtin subject needs id, kind and image")
+                check_component(str(item["id"]), "subject id")
+                kind, _, name = str(item["image"]).partition(":")
+                if kind == "skimage" and name not in SKIMAGE_IMAGES:
+                    raise BenchmarkError(f"benchmark {where}: subject {item['id']!r}: image {item['image']!r} is not "
+                                         f"an allowed built-in; allowed: skimage:<{'|'.join(SKIMAGE_IMAGES)}>, "
+                                         f"toy:<index>")
+                if kind not in ("skimage", "toy"):
+                    raise BenchmarkError(f"benchmark {where}: subject {item['id']!r}: unknown built-in image "
+                                         f"{item['image']!r} (known: skimage:<name>, toy:<index>)")
+    except UnsafeNameError as exc:
+        raise BenchmarkError(f"benchmark {where}: {exc}") from None
 
 
 def _check_protocol(proto: dict, where: str) -> None:

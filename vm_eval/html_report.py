@@ -113,6 +113,9 @@ def render_html(runs: list[tuple[Path, list[dict]]], summary: dict, out_dir: Pat
         parts.append(f'<p class="banner">{_e(RANDOM_NOTE)}</p>')
     for meta in run_meta or []:
         bits = [f"{k}: {_e(meta[k])}" for k in ("benchmark", "preset", "protocol", "flow", "method") if k in meta]
+        generation = meta.get("generation") or {}  # the guidance and reference-injection controls of the run
+        bits += [f"{k}: {_e(generation[k])}" for k in ("guidance_scale", "reference_guidance_scale",
+                                                        "injection_schedule") if k in generation]
         parts.append(f'<p class="meta">run {_e(meta.get("_dir", ""))}: {"; ".join(bits)}</p>')
     parts.append(_summary_html(summary, layout))
     # per subject: reference + videos

@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+from vm_common.errors import InputFileError
 from vm_common.io_utils import atomic_write_json, atomic_write_text, dumps_row
 
 from .aggregate import aggregate
@@ -23,10 +24,10 @@ def _load_runs(run_dirs: list[Path]) -> list[tuple[Path, list[dict], dict]]:
     for d in run_dirs:
         d = Path(d)
         if not d.is_dir():
-            raise FileNotFoundError(f"run folder not found: {d}")
+            raise InputFileError(f"run folder not found: {d}")
         rows = read_samples(d)
         if not rows:
-            raise ValueError(f"no rows in {d / 'samples.jsonl'} (nothing scored yet?)")
+            raise InputFileError(f"no rows in {d / 'samples.jsonl'} (nothing scored yet?)")
         meta = json.loads((d / "run.json").read_text()) if (d / "run.json").exists() else {}
         runs.append((d, rows, meta))
     # the same method name in two runs would merge: name them apart by folder

@@ -2,32 +2,40 @@
 
 Both iterate over this process's share of the work (items split round-robin by process index with
 :func:`vm_common.distributed.split_for_process`, so shards are disjoint), skip videos whose rows are all present
-(resume), and append all rows of a video in one write.
+and carry the same fingerprint (resume; a different one is refused or, with ``overwrite``, made again: see
+:mod:`vm_eval.resume`), and append all rows of a video in one write. Names from the benchmark or manifest
+(method, subject id) become file names only through :func:`slug` and :func:`~vm_common.safe_names.path_inside`.
 Generation is injected (``generate_fn(prompt, reference_image, seed) -> uint8 frames (F, H, W, 3)``), so the
 runner never imports vm_model; :mod:`vm_eval.bench` wires the real pipeline.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import re
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from PIL import Image
 
 from vm_common.distributed import ProcessInfo, split_for_process
+from vm_common.error_policy import INTERNAL_ERROR
+from vm_common.errors import UserError
+from vm_common.fingerprint import file_digest, fingerprint
 from vm_common.media import MediaError, load_image, open_image_as_stored, write_gif
+from vm_common.safe_names import path_inside, safe_component
 from vm_common.status import ERROR, OK, UNAVAILABLE
 from vm_model.protocol import GenerationProtocol
 
 from .bench_defs import Benchmark, Subject, WorkItem
 from .results import MetricResult
+from .resume import find_stale, resolve_stale, scoring_identity, stored_fingerprints
 from .scorer import Reference, VideoScorer
-from .store import SampleStore
+from .store import SampleStore, read_samples
 from .videoio import read_video_strict, read_video_with_info
 
 logger = logging.getLogger(__name__)
@@ -35,12 +43,13 @@ logger = logging.getLogger(__name__)
 GenerateFn = Callable[[str, Image.Image, int], np.ndarray]
 
 
-class ReferenceImageError(ValueError):
+class ReferenceImageError(UserError, ValueError):
     """A reference image is missing or unreadable; raised before any work starts."""
 
 
 def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "method"
+    """A file-name component for a method name or subject id (never ``.``/``..``, no separators)."""
+    return safe_component(text, "method")
 
 
 def as_uint8_frames(frames, name: str) -> np.ndarray:
@@ -92,6 +101,7 @@ class LoopStats:
     skipped: int = 0  # already present (resume)
     done: int = 0
     errors: int = 0  # rows with status error written by this process
+    internal_errors: int = 0  # videos with a bug recorded as an internal error (record policy): exit 1
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
 
@@ -120,6 +130,8 @@ def prepare_reference(subject: Subject, image: Image.Image, size: tuple[int, int
             else:
                 info = {"method": "raw", "status": res.status, "text": subject.highlight_text,
                         "reason": res.reason or f"subject highlight failed ({res.status}); raw image used"}
+                if getattr(res, "internal", False):
+                    info["error_kind"] = INTERNAL_ERROR
                 logger.warning("%s: subject highlight %s (%s); using the raw image", subject.id, res.status,
                                info["reason"])
     out = out.convert("RGB").resize(size, Image.BICUBIC)
@@ -128,16 +140,40 @@ def prepare_reference(subject: Subject, image: Image.Image, size: tuple[int, int
     return ReferencePrep(out, info)
 
 
+def _internal(rows: list[dict]) -> bool:
+    return any((r.get("detail") or {}).get("error_kind") == INTERNAL_ERROR for r in rows)
+
+
+def plan_run(items: list[WorkItem], *, method: str, protocol: GenerationProtocol, highlight: bool, scorer,
+             identity: Mapping[str, Mapping[str, Any]] | None = None) -> dict[tuple[str, str], dict[str, str]]:
+    """(method, sample_id) -> the fingerprint of each planned video of ``bench run`` (see :mod:`vm_eval.resume`).
+    ``identity``: subject kind -> further parts (the model sources of that kind)."""
+    digests = {s.id: file_digest(s.image) for s in {it.subject.id: it.subject for it in items}.values()}
+    proto, scoring = dataclasses.asdict(protocol), scoring_identity(scorer)
+    return {(method, it.sample_id): fingerprint({
+        "protocol": proto, "reference": digests[it.subject.id], "prompt": it.prompt.text, "seed": it.seed,
+        "highlight": it.subject.highlight_text if highlight else False, "scoring": scoring,
+        **(identity or {}).get(it.subject.kind, {})}) for it in items}
+
+
 def run_items(bench: Benchmark, items: list[WorkItem], out_dir: Path, *, method: str, protocol: GenerationProtocol,
               scorer: VideoScorer, generate_fn: GenerateFn | Mapping[str, GenerateFn], highlight: bool = True,
               highlighter=None, proc: ProcessInfo | None = None, progress: bool = True,
-              common: dict | None = None) -> LoopStats:
+              common: dict | None = None, identity: Mapping[str, Mapping[str, Any]] | None = None,
+              overwrite: bool = False) -> LoopStats:
     """Generate and score this process's share of ``items``; rows go to the run's sample store. ``protocol``
-    gives the size and fps (the generate functions apply the rest); ``highlight`` subject-highlights references."""
+    gives the size and fps (the generate functions apply the rest); ``highlight`` subject-highlights references.
+    ``identity`` (subject kind -> parts, say the model sources) joins each video's fingerprint; rows of this
+    method with another fingerprint refuse the run (:class:`~vm_common.errors.StaleOutputError`) unless
+    ``overwrite``, which makes them again."""
     proc = proc or ProcessInfo()
     out_dir = Path(out_dir)
     store = SampleStore(out_dir, proc)
     refs = load_references({it.subject.id: it.subject.image for it in items})
+    planned = plan_run(items, method=method, protocol=protocol, highlight=highlight, scorer=scorer,
+                       identity=identity)
+    stale = find_stale(stored_fingerprints(read_samples(out_dir), {method}), planned)
+    resolve_stale(stale, out_dir, overwrite=overwrite, proc=proc)
     existing = store.existing()
     mine = split_for_process(items, proc)
     todo = [it for it in mine
@@ -152,11 +188,12 @@ def run_items(bench: Benchmark, items: list[WorkItem], out_dir: Path, *, method:
             s = it.subject
             if s.id not in preps:
                 preps[s.id] = prepare_reference(s, refs[s.id].image, (protocol.width, protocol.height), highlighter,
-                                                highlight, out_dir / "references" / f"{slug(s.id)}.png")
+                                                highlight, path_inside(out_dir, "references", f"{slug(s.id)}.png"))
+                stats.internal_errors += preps[s.id].info.get("error_kind") == INTERNAL_ERROR
             gen = generate_fn[s.kind] if isinstance(generate_fn, Mapping) else generate_fn
             frames = as_uint8_frames(gen(it.prompt.text, preps[s.id].image, it.seed), it.sample_id)
             rel = Path("videos") / slug(method) / slug(s.id) / f"p{it.prompt.index:02d}_s{it.seed}.gif"
-            write_gif(out_dir / rel, frames, fps=protocol.fps)
+            write_gif(path_inside(out_dir, rel), frames, fps=protocol.fps)
             # CLIP, DINO and face use the in-memory frames; DD runs on the saved GIF, as the paper did
             dd_frames = read_video_strict(out_dir / rel)
             results = scorer.score(frames, prompt=it.prompt.text, reference=refs[s.id], kind=s.kind,
@@ -165,14 +202,16 @@ def run_items(bench: Benchmark, items: list[WorkItem], out_dir: Path, *, method:
                 "sample_id": it.sample_id, "method": method, "benchmark": bench.name, "subject": s.id,
                 "kind": s.kind, "category": it.prompt.category, "prompt": it.prompt.text,
                 "prompt_index": it.prompt.index, "seed": it.seed, "video": rel.as_posix(),
-                "reference": str(s.image), "reference_for_model": f"references/{slug(s.id)}.png",
+                "reference": os.path.abspath(s.image), "reference_for_model": f"references/{slug(s.id)}.png",
                 "reference_preprocessing": preps[s.id].info, "n_frames": int(frames.shape[0]),
                 "height": int(frames.shape[1]), "width": int(frames.shape[2]), **(common or {}),
+                "fingerprint": planned[(method, it.sample_id)],
             }
             rows = result_rows(base, results)
             store.append(rows)
             stats.done += 1
             stats.errors += sum(r["status"] == ERROR for r in rows)
+            stats.internal_errors += _internal(rows)
             bar.update(1)
     stats.seconds = time.perf_counter() - t0
     stats.extra["reference_preprocessing"] = {k: v.info for k, v in preps.items()}
@@ -193,12 +232,26 @@ class ScoreTask:
     extra: dict = field(default_factory=dict)
 
 
+def plan_score(tasks: list[ScoreTask], scorer) -> dict[tuple[str, str], dict[str, str]]:
+    """(method, sample_id) -> the fingerprint of each video ``bench score`` scores: the video's and reference's
+    bytes, prompt, kind and the scoring setup."""
+    refs = {t.reference: file_digest(t.reference) for t in tasks}
+    scoring = scoring_identity(scorer)
+    return {(t.method, t.sample_id): fingerprint({"video": file_digest(t.video), "reference": refs[t.reference],
+                                                  "prompt": t.prompt, "kind": t.kind, "scoring": scoring})
+            for t in tasks}
+
+
 def score_tasks(tasks: list[ScoreTask], out_dir: Path, *, scorer: VideoScorer, proc: ProcessInfo | None = None,
-                progress: bool = True, common: dict | None = None) -> LoopStats:
-    """Score existing videos; a missing/empty/truncated/non-video file gives error rows, the rest is scored."""
+                progress: bool = True, common: dict | None = None, overwrite: bool = False) -> LoopStats:
+    """Score existing videos; a missing/empty/truncated/non-video file gives error rows, the rest is scored.
+    Rows of these methods whose fingerprint differs refuse the run unless ``overwrite`` (:mod:`vm_eval.resume`)."""
     proc = proc or ProcessInfo()
     store = SampleStore(Path(out_dir), proc)
     refs = load_references({t.reference: t.reference for t in tasks})
+    planned = plan_score(tasks, scorer)
+    stale = find_stale(stored_fingerprints(read_samples(Path(out_dir)), {t.method for t in tasks}), planned)
+    resolve_stale(stale, Path(out_dir), overwrite=overwrite, proc=proc)
     existing = store.existing()
     mine = split_for_process(tasks, proc)
     todo = [t for t in mine if not all((t.method, t.sample_id, m) in existing for m in scorer.metrics_for(t.kind))]
@@ -208,7 +261,7 @@ def score_tasks(tasks: list[ScoreTask], out_dir: Path, *, scorer: VideoScorer, p
         for t in todo:
             base = {"sample_id": t.sample_id, "method": t.method, "subject": t.subject, "kind": t.kind,
                     "category": t.category, "prompt": t.prompt, "video": t.video, "reference": t.reference, **t.extra,
-                    **(common or {})}
+                    **(common or {}), "fingerprint": planned[(t.method, t.sample_id)]}
             try:
                 frames, info = read_video_with_info(t.video)
             except MediaError as exc:
@@ -223,6 +276,7 @@ def score_tasks(tasks: list[ScoreTask], out_dir: Path, *, scorer: VideoScorer, p
             store.append(rows)
             stats.done += 1
             stats.errors += sum(r["status"] == ERROR for r in rows)
+            stats.internal_errors += _internal(rows)
             bar.update(1)
     stats.seconds = time.perf_counter() - t0
     return stats

@@ -2,54 +2,84 @@
 
 Required keys: ``video``, ``prompt``, ``reference``, ``subject``, ``method``; optional: ``category``, ``kind``
 (``human`` | ``object``, default from ``--kind``), ``sample_id`` (default ``<subject>:<video>``), ``seed``.
-Relative paths are relative to the manifest's folder. (Not the training-data manifest of ``vm preprocess-dataset``:
-that one is :mod:`vm_data.clip_manifest`.)
+Relative paths are relative to the manifest's folder. Read strictly (:mod:`vm_common.input_tables`): every bad
+line (not JSON, a list where text is wanted, ...) is named with its file and line, and nothing is scored. (Not the
+training-data manifest of ``vm preprocess-dataset``: that one is :mod:`vm_data.clip_manifest`.)
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from vm_common.io_utils import read_jsonl
+from vm_common.errors import InputFileError
+from vm_common.input_tables import RowError, field_int, field_str, read_jsonl_rows
 
 from .runner import ScoreTask
 
 REQUIRED = ("video", "prompt", "reference", "subject", "method")
+PATHS = ("video", "reference")
+TEXT_FIELDS = ("category", "kind", "sample_id", "benchmark")
 KINDS = ("human", "object")
+MAX_LISTED = 20
 
 
-class ScoreManifestError(ValueError):
-    """The scoring manifest is missing, empty, or has a row that does not fit the schema above."""
+class ScoreManifestError(InputFileError):
+    """The scoring manifest is missing, empty, or has rows that do not fit the schema above (each one named by
+    file and line)."""
+
+
+def _task(row: dict, base: Path, default_kind: str) -> ScoreTask:
+    """One row as a task; :class:`RowError` names the field that does not fit."""
+    values = {k: field_str(row, k, required=True, numbers=k not in PATHS) for k in REQUIRED}
+    optional = {k: field_str(row, k) for k in TEXT_FIELDS}
+    kind = optional["kind"] or default_kind
+    if kind not in KINDS:
+        raise RowError(f"kind must be one of {KINDS}, got {kind!r}")
+    extra: dict = {}
+    for key in ("seed", "prompt_index"):
+        if row.get(key) not in (None, ""):
+            extra[key] = field_int(row, key)
+    if optional["benchmark"]:
+        extra["benchmark"] = optional["benchmark"]
+
+    def resolve(p: str) -> str:
+        q = Path(p).expanduser()
+        return str(q if q.is_absolute() else (base / q).resolve())
+
+    sample_id = optional["sample_id"] or f"{values['subject']}:{values['video']}"
+    return ScoreTask(sample_id, values["method"], values["subject"], kind, values["prompt"],
+                     resolve(values["video"]), resolve(values["reference"]), optional["category"], extra)
 
 
 def read_score_manifest(path: Path, default_kind: str = "human") -> list[ScoreTask]:
-    """One :class:`ScoreTask` per row, paths resolved; :class:`ScoreManifestError` names the first bad row."""
+    """One :class:`ScoreTask` per row, paths resolved against the manifest's folder; :class:`ScoreManifestError`
+    names every bad line (file and line) and scores nothing."""
     path = Path(path)
     if not path.is_file():
-        raise ScoreManifestError(f"manifest not found: {path}")
-    base = path.parent
-    tasks, seen = [], set()
-    for i, row in enumerate(read_jsonl(path, missing_ok=False), start=1):
-        missing = [k for k in REQUIRED if not row.get(k)]
-        if missing:
-            raise ScoreManifestError(f"{path}: row {i} lacks {', '.join(missing)} (required: {', '.join(REQUIRED)})")
-        kind = row.get("kind") or default_kind
-        if kind not in KINDS:
-            raise ScoreManifestError(f"{path}: row {i}: kind must be one of {KINDS}, got {kind!r}")
-
-        def resolve(p: str) -> str:
-            q = Path(p).expanduser()
-            return str(q if q.is_absolute() else (base / q).resolve())
-
-        video, reference = resolve(row["video"]), resolve(row["reference"])
-        sample_id = str(row.get("sample_id") or f"{row['subject']}:{row['video']}")
-        key = (row["method"], sample_id)
+        raise ScoreManifestError(f"manifest not found: {path}" if not path.exists() else
+                                 f"manifest {path} is not a file")
+    base = path.resolve().parent
+    tasks, seen, problems = [], {}, []
+    for row in read_jsonl_rows(path):
+        if row.error:
+            problems.append(row.message)
+            continue
+        try:
+            task = _task(row.data, base, default_kind)
+        except RowError as exc:
+            problems.append(f"{row.where}: {exc} (required: {', '.join(REQUIRED)})")
+            continue
+        key = (task.method, task.sample_id)
         if key in seen:
-            raise ScoreManifestError(f"{path}: row {i}: duplicate sample {sample_id!r} for method {row['method']!r}")
-        seen.add(key)
-        extra = {k: row[k] for k in ("seed", "prompt_index", "benchmark") if k in row}
-        tasks.append(ScoreTask(sample_id, str(row["method"]), str(row["subject"]), kind, str(row["prompt"]), video,
-                               reference, row.get("category"), extra))
+            problems.append(f"{row.where}: duplicate sample {task.sample_id!r} for method {task.method!r} (first "
+                            f"on line {seen[key]})")
+            continue
+        seen[key] = row.line
+        tasks.append(task)
+    if problems:
+        listed = "\n".join(f"  - {p}" for p in problems[:MAX_LISTED])
+        more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+        raise ScoreManifestError(f"{path}: {len(problems)} bad row(s); nothing was scored:\n{listed}{more}")
     if not tasks:
         raise ScoreManifestError(f"{path}: no rows")
     return tasks

@@ -2,7 +2,9 @@
 
 One CLIP image forward per frame serves CLIP-T, CLIP-I and T.Cons; DINO and ArcFace embed each frame once; the
 reference's CLIP / DINO / face embeddings are computed once per subject and the prompt's text embedding once per
-prompt. A failure inside one family gives ``error`` results for that family's metrics only.
+prompt. A failure inside one family gives ``error`` results for that family's metrics only. A bug in our code is
+not a failure of the video: the :class:`~vm_common.error_policy.ErrorPolicy` decides (``raise``: it propagates;
+``record``: ``error`` results with ``detail["error_kind"] == "internal_error"``, which make the command exit 1).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 from PIL import Image
+
+from vm_common.error_policy import INTERNAL_ERROR, ErrorPolicy, resolve_policy
 
 from .clip import clip_metrics, clip_resize_crop
 from .dino import dino_metric
@@ -40,9 +44,10 @@ class Reference:
 
 
 class VideoScorer:
-    def __init__(self, encoders: Encoders, rule: DynamicRule = DynamicRule()):
+    def __init__(self, encoders: Encoders, rule: DynamicRule = DynamicRule(), policy: ErrorPolicy | None = None):
         self.encoders = encoders
         self.rule = rule
+        self.policy = resolve_policy(policy)
         self.protocol = encoders.config.scoring  # the scoring protocol's choices (vm_eval.scoring_protocol)
         self._ref_cache: dict[tuple[str, str], object] = {}
         self._text_cache: dict[str, np.ndarray] = {}
@@ -104,10 +109,13 @@ class VideoScorer:
             try:
                 results.update(self._score_family(family, names, frames, pil, prompt, reference, dd_frames,
                                                   video_fps))
-            except Exception as exc:  # one family failing must not stop the others
-                logger.exception("%s metrics failed", family)
+            except Exception as exc:  # one family failing must not stop the others; the policy decides bugs
+                internal = self.policy.check(exc, f"{family} scoring")
+                if not internal:
+                    logger.warning("%s metrics failed: %s: %s", family, type(exc).__name__, exc)
+                detail = {"error_kind": INTERNAL_ERROR} if internal else {}
                 for n in names:
-                    results[n] = MetricResult.error(f"{family} scoring failed: {type(exc).__name__}: {exc}")
+                    results[n] = MetricResult.error(f"{family} scoring failed: {type(exc).__name__}: {exc}", **detail)
         return {m: results[m] for m in wanted}
 
     def _score_family(self, family, names, frames, pil, prompt, reference, dd_frames,

@@ -67,6 +67,16 @@ class SampleStore:
     def append(self, rows: list[dict]) -> None:
         append_jsonl(self.path, rows)
 
+    def drop(self, keys: set[tuple[str, str]]) -> int:
+        """Main process, while no other process writes: remove every row of the (method, sample_id) ``keys``
+        (``--overwrite`` of stale results), folding any shards into samples.jsonl. Returns the rows removed."""
+        rows = read_samples(self.out_dir)
+        kept = [r for r in rows if (str(r.get("method")), str(r.get("sample_id"))) not in keys]
+        atomic_write_text(self.out_dir / SAMPLES, "".join(dumps_row(r) + "\n" for r in kept))
+        for shard in shard_files(self.out_dir, SAMPLES_SHARD):
+            shard.unlink()
+        return len(rows) - len(kept)
+
     def merge(self) -> int:
         """Main process: fold every shard into samples.jsonl. Returns the number of rows."""
         rows = read_samples(self.out_dir)

@@ -18,6 +18,12 @@ WEIGHTS_FILE = "trainable.safetensors"
 _WRAPPER = "._checkpoint_wrapped_module"
 _PREFIXES = ("module.", "unet.", "_orig_mod.")
 _STEP_DIR = re.compile(r"^step-(\d+)$")
+_LORA_MARKERS = (".lora_A.", ".lora_B.")
+
+
+def is_lora_state(state: dict) -> bool:
+    """True for a state dict of LoRA matrices (a `vm train --lora-rank` checkpoint or any peft-saved one)."""
+    return any(marker in key for key in state for marker in _LORA_MARKERS)
 
 
 def clean_parameter_name(name: str) -> str:
@@ -54,7 +60,10 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return best[1] if best else None
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def weights_file(path: str | Path) -> Path:
+    """The weights file a path names: itself, or a run / checkpoint folder's ``trainable.safetensors`` (the newest
+    checkpoint's for a run folder)."""
+    path = Path(path)
     if path.is_dir():
         candidate = path / WEIGHTS_FILE
         if not candidate.exists():
@@ -64,6 +73,11 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
                     f"no weights in {path}: expected {WEIGHTS_FILE} or checkpoints/step-N/{WEIGHTS_FILE}")
             candidate = latest / WEIGHTS_FILE
         path = candidate
+    return path
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    path = weights_file(path)
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -104,13 +118,18 @@ def _group(name: str) -> str:
 
 
 def load_videomaker_weights(unet: torch.nn.Module, path: str | Path) -> WeightsReport:
-    """Load a (partial) UNet state dict: official ``*_pytorch_model.bin`` or our ``trainable.safetensors``.
+    """Load a (partial) UNet state dict: official ``*_pytorch_model.bin`` or our ``trainable.safetensors`` (a LoRA
+    run's file is merged into the UNet: :func:`vm_model.training.lora.apply_lora_file`).
 
     Keys are matched to the UNetMotionModel; common wrapper prefixes are stripped; a shape mismatch is an error;
     missing and unexpected keys are reported (and logged), never silently ignored.
     """
-    path = Path(path)
+    path = weights_file(path)
     raw = _read_state_dict(path)
+    if is_lora_state(raw):  # a LoRA run's matrices: start weights, then the LoRA merged in
+        from .training.lora import apply_lora_file
+
+        return apply_lora_file(unet, path, raw)
     state = {}
     for key, value in raw.items():
         for prefix in _PREFIXES:

@@ -29,7 +29,7 @@ def default_dtype(device: str | torch.device) -> torch.dtype:
 
 
 def _how(source: str) -> str:
-    return (f"on a machine with network access run `huggingface-cli download {source}` and copy "
+    return (f"on a machine with network access run `hf download {source}` and copy "
             f"~/.cache/huggingface to this machine, or pass a local folder; `vm weights` lists everything needed")
 
 
@@ -67,37 +67,60 @@ def base_model_prediction_type(base_model: str) -> str:
     return "epsilon" if config is None else read_prediction_type(config)
 
 
-def load_base_components(sources: ModelSources, dtype: torch.dtype = torch.float32) -> dict:
+def vae_folder(sources: ModelSources) -> Path:
+    """The VAE's folder: ``--vae`` when given, else the base model's ``vae/``."""
+    if sources.vae:
+        return component_path(sources.vae, "vae", "VAE")
+    return component_path(sources.base_model, "base_model", "base VAE", subfolder="vae")
+
+
+ALL_PARTS = ("unet", "vae", "text_encoder", "tokenizer")
+
+
+def load_base_components(sources: ModelSources, dtype: torch.dtype = torch.float32,
+                         parts: tuple[str, ...] = ALL_PARTS) -> dict:
     """vae, text_encoder, tokenizer, unet (UNetMotionModel), motion_adapter, scheduler (DDIM as the release builds
-    it: the base's scheduler config with the release's overrides)."""
+    it: the base's scheduler config with the release's overrides). ``parts``: which of :data:`ALL_PARTS` to load
+    (the motion adapter comes with the UNet, the scheduler always); the others are None and never read from disk
+    (`vm train --latent-cache` trains without the VAE and text encoder)."""
     from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel, UNetMotionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     from .scheduler import inference_scheduler_for
 
+    unknown = sorted(set(parts) - set(ALL_PARTS))
+    if unknown:
+        raise ValueError(f"unknown component(s) {unknown}; known: {list(ALL_PARTS)}")
     base = sources.base_model
-    unet_dir = component_path(base, "base_model", "base UNet", subfolder="unet")
-    text_dir = component_path(base, "base_model", "base text encoder", subfolder="text_encoder")
-    tok_dir = component_path(base, "base_model", "base tokenizer", subfolder="tokenizer")
-    vae_dir = (component_path(sources.vae, "vae", "VAE") if sources.vae
-               else component_path(base, "base_model", "base VAE", subfolder="vae"))
-    adapter_dir = component_path(sources.motion_adapter, "motion_adapter", "motion adapter")
+    # every folder first, so that a missing component is reported before anything large is loaded
+    dirs = {}
+    if "unet" in parts:
+        dirs["unet"] = component_path(base, "base_model", "base UNet", subfolder="unet")
+        dirs["motion_adapter"] = component_path(sources.motion_adapter, "motion_adapter", "motion adapter")
+    if "text_encoder" in parts:
+        dirs["text_encoder"] = component_path(base, "base_model", "base text encoder", subfolder="text_encoder")
+    if "tokenizer" in parts:
+        dirs["tokenizer"] = component_path(base, "base_model", "base tokenizer", subfolder="tokenizer")
+    if "vae" in parts:
+        dirs["vae"] = vae_folder(sources)
     scheduler = inference_scheduler_for(base_scheduler_config(base))
 
-    unet2d = UNet2DConditionModel.from_pretrained(unet_dir, torch_dtype=dtype)
-    adapter = MotionAdapter.from_pretrained(adapter_dir, torch_dtype=dtype)
-    unet = UNetMotionModel.from_unet2d(unet2d, adapter)
-    if dtype != torch.float32:
-        unet.to(dtype=dtype)
-    del unet2d
-    return dict(
-        vae=AutoencoderKL.from_pretrained(vae_dir, torch_dtype=dtype),
-        text_encoder=CLIPTextModel.from_pretrained(text_dir, torch_dtype=dtype),
-        tokenizer=CLIPTokenizer.from_pretrained(tok_dir),
-        unet=unet,
-        motion_adapter=adapter,
-        scheduler=scheduler,
-    )
+    out = dict(vae=None, text_encoder=None, tokenizer=None, unet=None, motion_adapter=None, scheduler=scheduler)
+    if "unet" in parts:
+        unet2d = UNet2DConditionModel.from_pretrained(dirs["unet"], torch_dtype=dtype)
+        adapter = MotionAdapter.from_pretrained(dirs["motion_adapter"], torch_dtype=dtype)
+        unet = UNetMotionModel.from_unet2d(unet2d, adapter)
+        if dtype != torch.float32:
+            unet.to(dtype=dtype)
+        del unet2d
+        out.update(unet=unet, motion_adapter=adapter)
+    if "vae" in parts:
+        out["vae"] = AutoencoderKL.from_pretrained(dirs["vae"], torch_dtype=dtype)
+    if "text_encoder" in parts:
+        out["text_encoder"] = CLIPTextModel.from_pretrained(dirs["text_encoder"], torch_dtype=dtype)
+    if "tokenizer" in parts:
+        out["tokenizer"] = CLIPTokenizer.from_pretrained(dirs["tokenizer"])
+    return out
 
 
 def resolve_videomaker_weights(spec: str) -> Path:

@@ -14,6 +14,8 @@ from PIL import Image
 
 from vm_common.media import load_image
 
+from .guidance import check_reference_guidance_scale, combine
+from .injection import InjectionSchedule, schedule_weights
 from .pisa import PISAConfig, install_pisa, installed_pisa_config
 from .unet_call import check_frame_count, unet_with_reference
 
@@ -44,6 +46,12 @@ class VideoMakerPipeline(AnimateDiffPipeline):
     guidance uses the negative prompt together with an all-zero reference latent in the unconditional branch;
     DDIM, 30 steps, guidance 8, 16 frames, 512x512 (the UNet's native size). Without a reference the pipeline is
     plain AnimateDiff.
+
+    Beyond the paper (both off by default, and then the computation is the paper's, bit for bit):
+    ``injection_schedule`` (a spec such as ``customcrafter`` or ``0:0,0.4:1``, an
+    :class:`~vm_model.injection.InjectionSchedule`, or one weight per step) sets the reference's weight inside PISA
+    at each denoising step; ``reference_guidance_scale`` adds a third guidance branch (negative prompt +
+    reference) and guides text (``guidance_scale``) and reference separately (``vm_model.guidance``).
     """
 
     def __init__(self, vae, text_encoder, tokenizer, unet, motion_adapter=None, scheduler=None,
@@ -131,6 +139,8 @@ class VideoMakerPipeline(AnimateDiffPipeline):
         decode_chunk_size: int = 16,
         reference_image: ReferenceInput | Sequence[ReferenceInput] | None = None,
         reference_latents: torch.Tensor | None = None,
+        injection_schedule: str | InjectionSchedule | Sequence[float] | None = None,
+        reference_guidance_scale: float | None = None,
         **kwargs,
     ):
         if kwargs:
@@ -141,6 +151,12 @@ class VideoMakerPipeline(AnimateDiffPipeline):
         height = height or self.unet.config.sample_size * self.vae_scale_factor
         width = width or self.unet.config.sample_size * self.vae_scale_factor
         self._check_videomaker_inputs(prompt, prompt_embeds, reference_image, reference_latents, num_frames)
+        has_reference = reference_image is not None or reference_latents is not None
+        weights = schedule_weights(injection_schedule, num_inference_steps)
+        check_reference_guidance_scale(reference_guidance_scale)
+        if not has_reference and (weights is not None or reference_guidance_scale is not None):
+            raise ValueError("injection_schedule and reference_guidance_scale act on a reference; none was given")
+        separate = reference_guidance_scale is not None
         if (reference_image is not None or reference_latents is not None) and (
                 ip_adapter_image is not None or ip_adapter_image_embeds is not None):
             raise ValueError("IP-Adapter inputs together with a VideoMaker reference are not supported: loading an "
@@ -159,10 +175,14 @@ class VideoMakerPipeline(AnimateDiffPipeline):
         device = self._execution_device
         total = batch_size * num_videos_per_prompt
 
+        guided = self.do_classifier_free_guidance or separate
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(
-            prompt, device, num_videos_per_prompt, self.do_classifier_free_guidance, negative_prompt,
+            prompt, device, num_videos_per_prompt, guided, negative_prompt,
             prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_prompt_embeds, clip_skip=self.clip_skip)
-        text = torch.cat([negative_prompt_embeds, prompt_embeds]) if self.do_classifier_free_guidance else prompt_embeds
+        if separate:  # branches: (negative, zero reference), (negative, reference), (prompt, reference)
+            text = torch.cat([negative_prompt_embeds, negative_prompt_embeds, prompt_embeds])
+        else:
+            text = torch.cat([negative_prompt_embeds, prompt_embeds]) if guided else prompt_embeds
 
         if reference_image is not None:
             reference_latents = self.prepare_reference_latents(reference_image, height, width, device,
@@ -181,7 +201,9 @@ class VideoMakerPipeline(AnimateDiffPipeline):
             got = (ref.shape[1], ref.shape[3], ref.shape[4])
             if got != expected:
                 raise ValueError(f"reference_latents (C, h, w) = {got}, expected {expected} for {height}x{width}")
-            if self.do_classifier_free_guidance:  # unconditional branch: negative prompt + all-zero reference
+            if separate:
+                ref = torch.cat([torch.zeros_like(ref), ref, ref])
+            elif guided:  # unconditional branch: negative prompt + all-zero reference
                 ref = torch.cat([torch.zeros_like(ref), ref])
         check_frame_count(self.unet, num_frames, 0 if ref is None else ref.shape[2])
 
@@ -202,12 +224,12 @@ class VideoMakerPipeline(AnimateDiffPipeline):
             for i, t in enumerate(timesteps):
                 if self.interrupt:
                     continue
-                model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
+                model_input = torch.cat([latents] * (3 if separate else 2)) if guided else latents
                 model_input = self.scheduler.scale_model_input(model_input, t)
-                noise_pred, _ = unet_with_reference(self.unet, model_input, ref, t, text, added_cond_kwargs)
-                if self.do_classifier_free_guidance:
-                    uncond, cond = noise_pred.chunk(2)
-                    noise_pred = uncond + guidance_scale * (cond - uncond)
+                noise_pred, _ = unet_with_reference(self.unet, model_input, ref, t, text, added_cond_kwargs,
+                                                    reference_weight=1.0 if weights is None else weights[i])
+                if guided:
+                    noise_pred = combine(noise_pred, guidance_scale, reference_guidance_scale)
                 latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs).prev_sample
                 if callback_on_step_end is not None:
                     local = {"latents": latents, "prompt_embeds": prompt_embeds,

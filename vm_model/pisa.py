@@ -13,11 +13,18 @@ The frame counts are not stored anywhere: each UNet call passes them in ``cross_
 :func:`pisa_kwargs`), which diffusers forwards to every spatial processor (attn1 and attn2) and to nothing else.
 So one installed model serves training, both guidance branches and any frame count, and gradient checkpointing
 (which replays the call with the same arguments) is safe.
+
+An optional third call argument, the reference weight w in [0, 1] (``vm_model.injection``), scales how much the
+frames attend across frames: every logit from a token to a token of another frame is shifted by log w (for a
+generated frame: the reference keys; for a reference copy: frame i's keys and the other references' keys). w = 1 is
+the paper's PISA and runs exactly today's code (the key is not even passed); w = 0 is handled as exclusion, not as
+-inf arithmetic: each frame's stock self-attention over its own tokens.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,13 +36,21 @@ logger = logging.getLogger(__name__)
 PISAMode = Literal["concat", "lse"]
 _KW_FRAMES = "vm_num_frames"
 _KW_REFS = "vm_num_references"
+_KW_WEIGHT = "vm_reference_weight"
 
 
-def pisa_kwargs(num_frames: int, num_references: int) -> dict[str, int]:
-    """The per-call ``cross_attention_kwargs``: total frames per sample (F + R) and reference frames (R)."""
+def pisa_kwargs(num_frames: int, num_references: int, reference_weight: float = 1.0) -> dict:
+    """The per-call ``cross_attention_kwargs``: total frames per sample (F + R), reference frames (R) and, when it
+    is not 1, the reference weight w in [0, 1] (module docstring)."""
     if num_references < 0 or num_frames - num_references < 1:
         raise ValueError(f"need at least one generated frame: num_frames={num_frames}, num_references={num_references}")
-    return {_KW_FRAMES: int(num_frames), _KW_REFS: int(num_references)}
+    kwargs = {_KW_FRAMES: int(num_frames), _KW_REFS: int(num_references)}
+    weight = float(reference_weight)
+    if not (math.isfinite(weight) and 0.0 <= weight <= 1.0):
+        raise ValueError(f"reference weight must be in [0, 1], got {reference_weight}")
+    if weight != 1.0:
+        kwargs[_KW_WEIGHT] = weight
+    return kwargs
 
 
 @dataclass(frozen=True)
@@ -59,23 +74,45 @@ def _merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(-3, -2).reshape(*lead, length, heads * d)
 
 
-def _sdpa_frames(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+def _sdpa_frames(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+                 bias: torch.Tensor | None = None) -> torch.Tensor:
     """SDPA over (B, F, heads, L, d) tensors with (B, F) flattened into the batch dimension: the fused
     flash / memory-efficient kernels accept 4-D input only, and 5-D input silently takes the unfused math path
-    (7.4x slower for SD1.5's largest PISA layer on CPU, benchmarks/results/model_pisa_cost_*)."""
+    (7.4x slower for SD1.5's largest PISA layer on CPU, benchmarks/results/model_pisa_cost_*). ``bias``: an
+    additive (Lq or 1, Lk) logit bias shared by every row (the reference weight's log w)."""
     b, f = q.shape[:2]
-    out = F.scaled_dot_product_attention(q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), scale=scale)
+    if bias is None:
+        out = F.scaled_dot_product_attention(q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), scale=scale)
+    else:
+        out = F.scaled_dot_product_attention(q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1),
+                                             attn_mask=bias.to(q.dtype), scale=scale)
     return out.unflatten(0, (b, f))
 
 
+def _cross_frame_bias(tokens: int, refs: int, log_w: float, device,
+                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The additive logit bias of a reference weight w = exp(log_w) for one frame's PISA sequence
+    ``[frame i (N tokens) ; ref_0 .. ref_{R-1} (N each)]``, (N + RN) x (N + RN): 0 where query and key are in the
+    same frame, log w elsewhere. Shared by every sample, frame and head (broadcast, never expanded)."""
+    length = tokens * (1 + refs)
+    bias = torch.full((length, length), log_w, dtype=dtype, device=device)
+    for j in range(1 + refs):
+        bias[j * tokens:(j + 1) * tokens, j * tokens:(j + 1) * tokens] = 0.0
+    return bias
+
+
 def _attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
-                        max_score_bytes: int = 256 * 2**20) -> tuple[torch.Tensor, torch.Tensor]:
+                        max_score_bytes: int = 256 * 2**20,
+                        bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax attention that also returns the log-sum-exp of each query's scores (float32).
 
     q: (G, Lq, d), k/v: (G, Lk, d). On CPU this uses PyTorch's fused flash-attention kernel, which returns the
     log-sum-exp (a private aten op, so it is guarded); elsewhere, or if that op is unavailable, an unfused
-    computation in chunks over G that keeps the score matrix under ``max_score_bytes``.
+    computation in chunks over G that keeps the score matrix under ``max_score_bytes``. ``bias`` (Lq, Lk), added
+    to the scores, always takes the unfused computation.
     """
+    if bias is not None:
+        return _attention_with_lse_unfused(q, k, v, scale, max_score_bytes, bias=bias)
     if q.device.type == "cpu" and q.dtype in (torch.float32, torch.bfloat16):
         fused = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
         if fused is not None:
@@ -88,7 +125,8 @@ def _attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale
 
 
 def _attention_with_lse_unfused(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
-                                max_score_bytes: int = 256 * 2**20) -> tuple[torch.Tensor, torch.Tensor]:
+                                max_score_bytes: int = 256 * 2**20,
+                                bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     g, lq, _ = q.shape
     lk = k.shape[1]
     step = max(1, max_score_bytes // max(lq * lk * 4, 1))
@@ -96,6 +134,8 @@ def _attention_with_lse_unfused(q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
     for start in range(0, g, step):
         sl = slice(start, start + step)
         scores = torch.bmm(q[sl].float() * scale, k[sl].float().transpose(1, 2))
+        if bias is not None:
+            scores = scores + bias.float()
         lse = torch.logsumexp(scores, dim=-1)
         probs = scores.sub_(lse[..., None]).exp_()
         outs.append(torch.bmm(probs, v[sl].float()).to(q.dtype))
@@ -132,7 +172,8 @@ class PISAAttnProcessor(_StockAttention):
 
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
-                 vm_num_frames: int | None = None, vm_num_references: int = 0) -> torch.Tensor:
+                 vm_num_frames: int | None = None, vm_num_references: int = 0,
+                 vm_reference_weight: float = 1.0) -> torch.Tensor:
         if not vm_num_references or not self.config.enabled:
             return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         if encoder_hidden_states is not None:
@@ -144,6 +185,8 @@ class PISAAttnProcessor(_StockAttention):
         if attn.spatial_norm is not None or attn.group_norm is not None:
             raise NotImplementedError("PISA supports the SD1.5 spatial self-attention (no spatial/group norm)")
         batch, frames, refs = _frame_layout(hidden_states, vm_num_frames, vm_num_references)
+        if vm_reference_weight == 0.0:  # exclusion: every frame (generated or reference) attends over its own tokens
+            return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         if self.config.mode == "lse" and torch.is_grad_enabled():
             raise RuntimeError("PISA mode 'lse' is inference-only; use mode 'concat' for training")
 
@@ -169,14 +212,19 @@ class PISAAttnProcessor(_StockAttention):
         keys = torch.cat([k_v, k_r.unsqueeze(1).expand(expand)], dim=3)  # (B, F, h, N + RN, d)
         values = torch.cat([v_v, v_r.unsqueeze(1).expand(expand)], dim=3)
 
+        # w = 1 (the paper): no bias at all, today's computation; otherwise log w on cross-frame logits
+        log_w = None if vm_reference_weight == 1.0 else math.log(vm_reference_weight)
         if self.config.mode == "concat":
             queries = torch.cat([q_v, q_r.unsqueeze(1).expand(expand)], dim=3)
-            out = _sdpa_frames(queries, keys, values, attn.scale)  # (B, F, h, N+RN, d)
+            bias = None if log_w is None else _cross_frame_bias(tokens, refs, log_w, queries.device, queries.dtype)
+            out = _sdpa_frames(queries, keys, values, attn.scale, bias)  # (B, F, h, N+RN, d)
             video_out = out[:, :, :, :tokens]
             ref_out = out[:, :, :, tokens:].mean(dim=1)  # mean over the F copies -> (B, h, RN, d)
         elif self.config.mode == "lse":
-            video_out = _sdpa_frames(q_v, keys, values, attn.scale)
-            ref_out = self._reference_queries_lse(q_r, k_v, v_v, k_r, v_r, attn.scale)
+            bias = None if log_w is None else torch.cat([  # a video row's bias: 0 on its own keys, log w on the refs'
+                torch.zeros(tokens, device=q_v.device), torch.full((rn,), log_w, device=q_v.device)])[None]
+            video_out = _sdpa_frames(q_v, keys, values, attn.scale, bias)
+            ref_out = self._reference_queries_lse(q_r, k_v, v_v, k_r, v_r, attn.scale, log_w)
         else:
             raise ValueError(f"unknown PISA mode {self.config.mode!r}")
 
@@ -189,23 +237,30 @@ class PISAAttnProcessor(_StockAttention):
         return out / attn.rescale_output_factor
 
     @staticmethod
-    def _reference_queries_lse(q_r, k_v, v_v, k_r, v_r, scale) -> torch.Tensor:
+    def _reference_queries_lse(q_r, k_v, v_v, k_r, v_r, scale, log_w: float | None = None) -> torch.Tensor:
         """Reference-query outputs, merged exactly from one shared ref->ref block and F ref->frame blocks.
 
         For copy i the reference queries attend over [frame i ; references]; softmax over a union of key sets is the
         log-sum-exp-weighted mix of the softmaxes over each set: o_i = w_i * o_(r->i) + (1 - w_i) * o_(r->r) with
-        w_i = sigmoid(lse_(r->i) - lse_(r->r)).
+        w_i = sigmoid(lse_(r->i) - lse_(r->r)). A reference weight shifts lse_(r->i) by ``log_w`` and, with several
+        references, the logits between different references by ``log_w`` (inside the ref->ref block).
         """
         b, fr, h, n, d = k_v.shape
         rn = q_r.shape[-2]
+        bias = None
+        if log_w is not None and rn > n:  # several references: log w between different references
+            bias = _cross_frame_bias(n, rn // n - 1, log_w, q_r.device)  # the same block structure, refs only
         o_rr, lse_rr = _attention_with_lse(q_r.reshape(b * h, rn, d), k_r.reshape(b * h, rn, d),
-                                           v_r.reshape(b * h, rn, d), scale)
+                                           v_r.reshape(b * h, rn, d), scale, bias=bias)
         q_rep = q_r.unsqueeze(1).expand(b, fr, h, rn, d).reshape(b * fr * h, rn, d)
         o_ri, lse_ri = _attention_with_lse(q_rep, k_v.reshape(b * fr * h, n, d), v_v.reshape(b * fr * h, n, d), scale)
         o_rr = o_rr.view(b, 1, h, rn, d).float()
         lse_rr = lse_rr.view(b, 1, h, rn, 1)
         o_ri = o_ri.view(b, fr, h, rn, d).float()
-        w = torch.sigmoid(lse_ri.view(b, fr, h, rn, 1) - lse_rr)
+        lse_ri = lse_ri.view(b, fr, h, rn, 1)
+        if log_w is not None:
+            lse_ri = lse_ri + log_w
+        w = torch.sigmoid(lse_ri - lse_rr)
         merged = w * o_ri + (1.0 - w) * o_rr
         return merged.mean(dim=1).to(q_r.dtype)
 
@@ -215,12 +270,14 @@ class ReferenceCrossAttnProcessor(_StockAttention):
 
     With ``reference_in_cross_attention=False`` the reference frames get no text contribution (their attention
     output is zero, so the block's residual passes them through unchanged); the generated frames are computed as
-    stock. It declares the PISA call arguments because diffusers hands the same kwargs to attn1 and attn2.
+    stock. It declares the PISA call arguments because diffusers hands the same kwargs to attn1 and attn2 (and
+    drops, with a warning, any a processor does not declare); the reference weight does not act here.
     """
 
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
-                 vm_num_frames: int | None = None, vm_num_references: int = 0) -> torch.Tensor:
+                 vm_num_frames: int | None = None, vm_num_references: int = 0,
+                 vm_reference_weight: float = 1.0) -> torch.Tensor:
         if not vm_num_references or self.config.reference_in_cross_attention:
             return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         batch, frames, refs = _frame_layout(hidden_states, vm_num_frames, vm_num_references)
@@ -287,34 +344,38 @@ class PISARemovedError(RuntimeError):
     """A call with reference frames found spatial attention layers without their PISA processors."""
 
 
-def reference_aware(processor) -> bool:
+def reference_aware(processor, weighted: bool = False) -> bool:
     """True for a processor that takes the per-call reference layout (declares PISA's frame-count kwargs by name,
-    as diffusers requires): ours, or a user's own implementation of the same contract."""
+    as diffusers requires): ours, or a user's own implementation of the same contract. ``weighted``: it must also
+    declare the reference weight."""
     import inspect
 
     try:
         params = inspect.signature(processor.__call__).parameters
     except (TypeError, ValueError):
         return False
-    return _KW_FRAMES in params and _KW_REFS in params
+    return _KW_FRAMES in params and _KW_REFS in params and (not weighted or _KW_WEIGHT in params)
 
 
-def check_pisa_installed(unet) -> None:
+def check_pisa_installed(unet, weighted: bool = False) -> None:
     """Raise :class:`PISARemovedError` unless every spatial attention processor is reference-aware
-    (:func:`reference_aware`). Without this, a call with a reference after ``fuse_qkv_projections()``,
-    ``load_ip_adapter()``, ``set_attn_processor()`` or ``enable_xformers_memory_efficient_attention()`` would
-    silently generate without the subject (diffusers drops the kwargs the replacement does not declare)."""
+    (:func:`reference_aware`; with ``weighted``, also taking the reference weight). Without this, a call with a
+    reference after ``fuse_qkv_projections()``, ``load_ip_adapter()``, ``set_attn_processor()`` or
+    ``enable_xformers_memory_efficient_attention()`` would silently generate without the subject (diffusers drops
+    the kwargs the replacement does not declare)."""
     model = getattr(unet, "module", unet)
     processors = model.attn_processors
     expected = spatial_self_attention_names(model) + spatial_cross_attention_names(model)
-    wrong = [(n, type(processors.get(n)).__name__) for n in expected if not reference_aware(processors.get(n))]
+    wrong = [(n, type(processors.get(n)).__name__) for n in expected
+             if not reference_aware(processors.get(n), weighted)]
     if wrong:
         name, found = wrong[0]
         raise PISARemovedError(
             f"PISA is not installed on {len(wrong)} of {len(expected)} spatial attention layers (e.g. {name} runs "
             f"{found}): something replaced the attention processors (fuse_qkv_projections, load_ip_adapter, "
             f"set_attn_processor, enable_xformers_memory_efficient_attention); call install_pisa(unet) or "
-            f"pipe.set_pisa_config(config) again before generating with a reference")
+            f"pipe.set_pisa_config(config) again before generating with a reference"
+            + (f"; a reference weight other than 1 also needs processors declaring {_KW_WEIGHT}" if weighted else ""))
 
 
 def installed_pisa_config(unet) -> PISAConfig | None:

@@ -17,6 +17,10 @@ reference_alpha        ``white``: composited on white    ``drop``: ``convert("RG
 
 The DDIM scheduler is read from the base model's ``scheduler/scheduler_config.json`` with the release's
 overrides (see :func:`vm_model.scheduler.inference_scheduler_for`).
+
+Two controls go beyond the paper (docs/injection_schedule.md); their defaults are the paper's computation, bit for
+bit: ``injection_schedule`` (the reference's weight inside PISA per denoising step, ``vm_model.injection``) and
+``reference_guidance_scale`` (separate text / reference guidance, ``vm_model.guidance``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
+from .guidance import check_reference_guidance_scale
+from .injection import parse_injection_schedule
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +85,12 @@ class GenerationProtocol:
         "help": "image: condition on the reference image; zeroed: an all-zero reference latent instead (the same "
                 "model with no appearance information, the unconditional branch's reference: a baseline)",
         "choices": ["image", "zeroed"]})
+    injection_schedule: str = field(default="constant", metadata={
+        "help": "reference weight in PISA per step: constant (paper), customcrafter[:F] (off before fraction F), "
+                "linear[:A:B] (ramp 0->1), or POS:W,... piecewise constant, e.g. 0:0,0.4:1"})
+    reference_guidance_scale: float | None = field(default=None, metadata={
+        "help": "separate reference guidance scale (adds a negative-prompt + reference branch; --guidance-scale "
+                "then scales text only); unset: the paper's single scale", "min": 0.0})
 
     def __post_init__(self) -> None:
         for name in ("num_frames", "height", "width", "steps"):
@@ -92,6 +105,14 @@ class GenerationProtocol:
         self.seeds = [int(s) for s in self.seeds]
         if self.reference not in ("image", "zeroed"):
             raise ValueError(f"protocol reference must be 'image' or 'zeroed', got {self.reference!r}")
+        try:
+            parse_injection_schedule(self.injection_schedule)
+        except ValueError as exc:
+            raise ValueError(f"--injection-schedule (YAML generation.injection_schedule): {exc}") from None
+        try:
+            check_reference_guidance_scale(self.reference_guidance_scale)
+        except ValueError as exc:
+            raise ValueError(f"--reference-guidance-scale (YAML generation.reference_guidance_scale): {exc}") from None
 
     @property
     def negative_prompt_text(self) -> str:
@@ -122,8 +143,20 @@ def render_videos(pipe, protocol: GenerationProtocol, prompts: list[str], refere
     out = pipe(prompt=list(prompts), negative_prompt=[negative] * len(prompts) if negative else None,
                reference_latents=reference_latents, num_frames=protocol.num_frames, height=protocol.height,
                width=protocol.width, num_inference_steps=protocol.steps, guidance_scale=protocol.guidance_scale,
-               generator=generators if len(generators) > 1 else generators[0], output_type="np")
+               generator=generators if len(generators) > 1 else generators[0], output_type="np",
+               **beyond_paper_kwargs(protocol))
     return [np.asarray(video) for video in out.frames]
+
+
+def beyond_paper_kwargs(protocol: GenerationProtocol) -> dict:
+    """The pipeline arguments of the controls beyond the paper, only where they differ from it (so the paper's
+    protocol calls the pipeline exactly as before)."""
+    kwargs: dict = {}
+    if not parse_injection_schedule(protocol.injection_schedule).is_constant:
+        kwargs["injection_schedule"] = protocol.injection_schedule
+    if protocol.reference_guidance_scale is not None:
+        kwargs["reference_guidance_scale"] = protocol.reference_guidance_scale
+    return kwargs
 
 
 def render_video(pipe, protocol: GenerationProtocol, prompt: str, reference_latents: torch.Tensor | None,

@@ -6,7 +6,7 @@ BASE_MODEL = register(WeightSpec(
     key="base_model",
     description="Stable Diffusion 1.5 base (Realistic Vision V5.1 noVAE, diffusers layout: unet/vae/text_encoder/tokenizer)",
     default="SG161222/Realistic_Vision_V5.1_noVAE",
-    used_by=("train", "generate", "bench"),
+    used_by=("cache-latents", "train", "generate", "bench"),
 ))
 MOTION_ADAPTER = register(WeightSpec(
     key="motion_adapter",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from vm_common.config import ConfigError
+
 from .pisa import check_pisa_installed, pisa_kwargs
 
 
@@ -17,7 +19,7 @@ def check_frame_count(unet, num_frames: int, num_references: int) -> None:
     limit = max_frames(unet)
     total = num_frames + num_references
     if limit is not None and total > limit:
-        raise ValueError(
+        raise ConfigError(  # a user's frame count (flag or config): exit 2 with this line
             f"{num_frames} generated + {num_references} reference frames = {total} exceeds the motion modules' "
             f"maximum sequence length {limit}; use at most {limit - num_references} frames"
         )
@@ -30,18 +32,22 @@ def unet_with_reference(
     timestep: torch.Tensor | int,
     text_embeds: torch.Tensor,
     added_cond_kwargs: dict | None = None,
+    reference_weight: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run ``unet`` on ``[video frames ; reference frames]`` and split the prediction.
 
     noisy_video: (B, C, F, h, w); reference: (B, C, R, h, w) or None; text_embeds: (B, L, D) (repeated per frame
-    here, as diffusers' UNetMotionModel expects (B*T, L, D)). Returns (video prediction (B, C, F, h, w),
-    reference prediction (B, C, R, h, w) or None).
+    here, as diffusers' UNetMotionModel expects (B*T, L, D)); reference_weight: the reference's weight w in [0, 1]
+    inside PISA for this call (``vm_model.pisa``; 1 = the paper, passed as nothing). Returns (video prediction
+    (B, C, F, h, w), reference prediction (B, C, R, h, w) or None).
     """
     frames = noisy_video.shape[2]
     refs = 0 if reference is None else reference.shape[2]
     check_frame_count(unet, frames, refs)
     if refs:
-        check_pisa_installed(unet)
+        check_pisa_installed(unet, weighted=reference_weight != 1.0)
+    elif reference_weight != 1.0:
+        raise ValueError(f"reference weight {reference_weight} given for a call without reference frames")
     sample = noisy_video if reference is None else torch.cat([noisy_video, reference.to(noisy_video.dtype)], dim=2)
     total = frames + refs
     if text_embeds.shape[0] != noisy_video.shape[0]:
@@ -49,7 +55,7 @@ def unet_with_reference(
     encoder_hidden_states = text_embeds.repeat_interleave(total, dim=0)
     out = unet(
         sample, timestep, encoder_hidden_states=encoder_hidden_states,
-        cross_attention_kwargs=pisa_kwargs(total, refs) if refs else None,
+        cross_attention_kwargs=pisa_kwargs(total, refs, reference_weight) if refs else None,
         added_cond_kwargs=added_cond_kwargs, return_dict=False,
     )[0]
     if refs == 0:

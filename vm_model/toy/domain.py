@@ -6,6 +6,12 @@ moves in a straight line, left / right / up / down, and the texture moves with i
 direction ("a shape moving left"), never the appearance, so a model can only get the subject's look from the
 reference image: the subject alone on white, cropped and resized as subject-highlight preprocessing
 (``vm_data.reference.make_reference``) produces it.
+
+With ``SubjectRanges.attribute == "stripes"`` the subject also has an attribute that the caption *and* the reference
+both show: its stripe orientation (``hstripes``: the two colours split top / bottom; ``vstripes``: left / right;
+no checkerboard; colour 1 bright, colour 2 dark). The caption names it ("a shape with horizontal stripes moving left") and the reference, cut from
+the same clip, shows it. A model that pastes the reference copies the reference's orientation when a caption asks
+for the other one (the toy analogue of a reference photo's pose leaking into the video; docs/injection_schedule.md).
 """
 
 from __future__ import annotations
@@ -23,10 +29,29 @@ BACKGROUND = (16, 16, 16)  # the known plain background: dark, so that every sub
 DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
 TEXTURES = ("hstripes", "vstripes", "checker")
 SHAPES = ("disc", "square", "diamond")
+ATTRIBUTES = ("none", "stripes")  # what, besides the direction, the caption names (SubjectRanges.attribute)
+STRIPES = {"hstripes": "horizontal", "vstripes": "vertical"}  # the orientations of the "stripes" attribute
 
 
-def caption_for(direction: str) -> str:
-    return f"a shape moving {direction}"
+def caption_for(direction: str, stripes: str | None = None) -> str:
+    """The toy caption: the direction, and with ``stripes`` (a key of :data:`STRIPES`) the stripe orientation."""
+    if stripes is None:
+        return f"a shape moving {direction}"
+    if stripes not in STRIPES:
+        raise ValueError(f"stripes must be one of {sorted(STRIPES)}, got {stripes!r}")
+    return f"a shape with {STRIPES[stripes]} stripes moving {direction}"
+
+
+def opposite_stripes(stripes: str) -> str:
+    """The other orientation: what a caption that contradicts the reference asks for."""
+    return "vstripes" if stripes == "hstripes" else "hstripes"
+
+
+def stripes_in_caption(caption: str) -> str | None:
+    """The stripe orientation a toy caption names, or None."""
+    words = set(caption.lower().replace(".", " ").replace(",", " ").split())
+    named = [key for key, word in STRIPES.items() if word in words]
+    return named[0] if len(named) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -73,8 +98,9 @@ class ToySubject:
         return (u + v) % 2 == 0
 
 
-def _saturated(rng: np.random.Generator, hue: float) -> tuple[int, int, int]:
-    s, v = rng.uniform(0.6, 1.0), rng.uniform(0.6, 1.0)
+def _saturated(rng: np.random.Generator, hue: float,
+               value: tuple[float, float] = (0.6, 1.0)) -> tuple[int, int, int]:
+    s, v = rng.uniform(0.6, 1.0), rng.uniform(*value)
     r, g, b = colorsys.hsv_to_rgb(hue % 1.0, s, v)
     return int(round(r * 255)), int(round(g * 255)), int(round(b * 255))
 
@@ -89,6 +115,7 @@ class SubjectRanges:
     jitter: float = 1.0  # start position: 0 = the centre of the path's allowed range, 1 = anywhere in it
     lanes: bool = False  # each direction in its own lane along one side (LANES); False: paths anywhere
     colours: int = 2  # 1: plain subjects (colour 2 = colour 1, so the texture is invisible)
+    attribute: str = "none"  # "stripes": horizontal / vertical stripes only, named in the caption (see the docstring)
 
 
 _EXTENT = {"disc": 1.0, "square": 0.85, "diamond": 1.2}  # half-width of each shape, in radii
@@ -98,17 +125,24 @@ LANES = {"right": "top", "left": "bottom", "up": "left", "down": "right"}
 
 
 def random_subject(rng: np.random.Generator, size: int = 32, num_frames: int = 8, direction: str | None = None,
-                   ranges: SubjectRanges = SubjectRanges()) -> ToySubject:
-    """A random subject whose whole path stays inside the frame."""
+                   ranges: SubjectRanges = SubjectRanges(), texture: str | None = None) -> ToySubject:
+    """A random subject whose whole path stays inside the frame (``texture``: fixed instead of drawn; the draw
+    still happens, so the rest of the stream does not depend on it)."""
+    if ranges.attribute not in ATTRIBUTES:
+        raise ValueError(f"toy attribute must be one of {ATTRIBUTES}, got {ranges.attribute!r}")
     hue = rng.uniform(0.0, 1.0)
-    color1 = _saturated(rng, hue)
-    color2 = _saturated(rng, hue + rng.uniform(0.25, 0.75))  # a clearly different second hue
+    # stripes: colour 1 bright, colour 2 dark, so that the orientation changes the mean image (where the bright half
+    # is) and a caption can carry it; with random-brightness colours it lives only in second-order statistics
+    bright, dark = ((0.85, 1.0), (0.4, 0.55)) if ranges.attribute == "stripes" else ((0.6, 1.0), (0.6, 1.0))
+    color1 = _saturated(rng, hue, bright)
+    color2 = _saturated(rng, hue + rng.uniform(0.25, 0.75), dark)  # a clearly different second hue
     if ranges.colours == 1:
         color2 = color1
     elif ranges.colours != 2:
         raise ValueError(f"toy subjects have 1 or 2 colours, not {ranges.colours}")
     shape = str(rng.choice(SHAPES))
-    texture = str(rng.choice(TEXTURES))
+    drawn = str(rng.choice(tuple(STRIPES) if ranges.attribute == "stripes" else TEXTURES))
+    texture = texture or drawn
     radius = float(rng.uniform(*ranges.radius) * size)
     cell = max(2, int(round(rng.uniform(*ranges.cell) * size)))
     direction = direction or str(rng.choice(list(DIRECTIONS)))
@@ -151,13 +185,30 @@ class ToyDomain:
         return cls(**{**{k: v for k, v in data.items() if k != "ranges"}, "ranges": SubjectRanges(**ranges)})
 
 
+def balanced_texture(ranges: SubjectRanges, index: int) -> str | None:
+    """The texture of clip / subject ``index`` when the domain balances it (the stripes attribute: the orientation
+    alternates every 4 items, so each direction gets both), else None (drawn at random)."""
+    if ranges.attribute == "stripes":
+        return tuple(STRIPES)[(index // len(DIRECTIONS)) % len(STRIPES)]
+    return None
+
+
+def subject_caption(subject: ToySubject, ranges: SubjectRanges, stripes: str | None = None) -> str:
+    """The caption of ``subject`` in a domain with ``ranges``: the direction, plus the stripe orientation in the
+    stripes domain (``stripes`` overrides the subject's own, for captions that contradict the reference)."""
+    if ranges.attribute == "stripes":
+        return caption_for(subject.direction, stripes or subject.texture)
+    return caption_for(subject.direction)
+
+
 def heldout_subjects(domain: ToyDomain, count: int) -> list[ToySubject]:
     """The first ``count`` held-out subjects of ``domain`` (directions balanced: subject i moves in direction
-    i % 4). Subject i is the same whatever ``count`` is, so a benchmark can name subjects by index."""
+    i % 4; in the stripes domain the orientation alternates every 4). Subject i is the same whatever ``count`` is,
+    so a benchmark can name subjects by index."""
     rng = np.random.default_rng([domain.seed, 1])
     names = list(DIRECTIONS)
     return [random_subject(rng, domain.size, domain.num_frames, direction=names[i % len(names)],
-                           ranges=domain.ranges) for i in range(count)]
+                           ranges=domain.ranges, texture=balanced_texture(domain.ranges, i)) for i in range(count)]
 
 
 def heldout_reference(domain: ToyDomain, index: int) -> np.ndarray:
@@ -213,7 +264,8 @@ def make_toy_dataset(out_dir: str | Path, num_clips: int, num_frames: int = 8, s
                      seed: int = 0, ranges: SubjectRanges = SubjectRanges()) -> Path:
     """Write ``num_clips`` clips (GIF), their references (PNG) and a `vm train` manifest; returns the manifest.
 
-    Directions are balanced (clip i moves in direction i % 4)."""
+    Directions are balanced (clip i moves in direction i % 4), and so is the stripe orientation in the stripes
+    domain (see :func:`balanced_texture`)."""
     from PIL import Image
 
     from vm_common.io_utils import atomic_output, atomic_write_text, dumps_row
@@ -227,7 +279,8 @@ def make_toy_dataset(out_dir: str | Path, num_clips: int, num_frames: int = 8, s
     names = list(DIRECTIONS)
     rows = []
     for i in range(num_clips):
-        subject = random_subject(rng, size, num_frames, direction=names[i % len(names)], ranges=ranges)
+        subject = random_subject(rng, size, num_frames, direction=names[i % len(names)], ranges=ranges,
+                                 texture=balanced_texture(ranges, i))
         frames, _ = render(subject, num_frames, size)
         clip_id = f"toy_{i:05d}"
         # GIF, not mp4: H.264's 4:2:0 chroma subsampling washes out 3-4 px colour textures at 32x32; GIF is
@@ -236,7 +289,7 @@ def make_toy_dataset(out_dir: str | Path, num_clips: int, num_frames: int = 8, s
         with atomic_output(out / "references" / f"{clip_id}.png") as tmp:
             Image.fromarray(reference_image(subject, num_frames, size)).save(tmp, format="PNG")
         rows.append(ManifestRow(
-            clip_id=clip_id, video=f"videos/{clip_id}.gif", caption=caption_for(subject.direction),
+            clip_id=clip_id, video=f"videos/{clip_id}.gif", caption=subject_caption(subject, ranges),
             references=[f"references/{clip_id}.png"], class_word="shape", status="kept", num_frames=num_frames,
             fps=8.0, width=size, height=size, extra={"toy_subject": subject.to_dict(), "seed": seed}))
     manifest = out / "manifest.jsonl"

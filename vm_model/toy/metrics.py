@@ -16,6 +16,12 @@ distance from the background colour (the subject's silhouette and texture; plain
 as bright as the background), averaged over the subject pixels of the earlier frame and over all frame pairs.
 The direction is the one of left / right / up / down with the largest component of that mean flow; a mean flow
 slower than ``min_speed`` pixels per frame is "static" and never counts as right.
+
+Stripe orientation (the stripes domain): which axis the subject's two colours split along. The subject pixels'
+colours (interior, all frames) are projected on their first principal component; the orientation is the axis
+(x or y, relative to each frame's subject centroid) that this colour coordinate correlates with more strongly:
+``hstripes`` when the colour changes from top to bottom, ``vstripes`` from left to right. A subject whose colours
+barely vary (spread under ``min_contrast``) is ``"none"``, which never counts as right.
 """
 
 from __future__ import annotations
@@ -118,3 +124,28 @@ def motion_direction(frames: np.ndarray, min_speed: float = 0.5) -> str:
     if float(np.hypot(*flow)) < min_speed:
         return "static"
     return max(DIRECTIONS, key=lambda d: float(np.dot(flow, DIRECTIONS[d])))
+
+
+def stripe_orientation(frames: np.ndarray, min_contrast: float = 20.0) -> str:
+    """'hstripes' / 'vstripes' from how the subject's colour varies along y vs x (see the module docstring), or
+    'none' when the subject has no clear second colour (RGB spread along the main colour axis < ``min_contrast``)."""
+    rgb = _as_float(frames) * 255.0
+    masks = _erode(subject_masks(frames))
+    colours, xs, ys = [], [], []
+    for t in range(len(rgb)):
+        yy, xx = np.nonzero(masks[t])
+        if len(yy) < 4:
+            continue
+        colours.append(rgb[t][yy, xx] - rgb[t][yy, xx].mean(axis=0))
+        xs.append(xx - xx.mean())
+        ys.append(yy - yy.mean())
+    if not colours:
+        return "none"
+    c, x, y = np.concatenate(colours), np.concatenate(xs).astype(np.float64), np.concatenate(ys).astype(np.float64)
+    axis = np.linalg.svd(c, full_matrices=False)[2][0]
+    s = c @ axis
+    if float(s.std()) < min_contrast / 2:
+        return "none"
+    corr_x = abs(float(s @ x)) / (np.linalg.norm(s) * np.linalg.norm(x) + 1e-9)
+    corr_y = abs(float(s @ y)) / (np.linalg.norm(s) * np.linalg.norm(y) + 1e-9)
+    return "hstripes" if corr_y > corr_x else "vstripes"
