@@ -137,11 +137,11 @@ def make_generate_fns(cfg: RunConfig, bench, device: str, kinds: set[str],
 
     def pipeline_for(kind: str):
         sources = weights_for_kind(cfg.sources, bench, kind)
-        key = (sources.videomaker_weights, protocol.pisa_mode, protocol.dtype)
+        key = (sources.videomaker_weights, protocol.attention_mode(device), protocol.dtype)
         if key not in loaded:
             loaded.clear()
             loaded[key] = load_pipeline(sources, device=device, dtype=protocol.torch_dtype(device),
-                                        pisa=PISAConfig(mode=protocol.pisa_mode))
+                                        pisa=PISAConfig(mode=protocol.attention_mode(device)))
             loaded[key].set_progress_bar_config(disable=True)  # the runner shows one bar for all videos
         return loaded[key]
 

@@ -237,7 +237,7 @@ def generate(cfg: GenerateConfig, references, reference_names: list[str], prompt
     _refuse_or_clear(out_dir, find_stale_videos(out_dir, planned, identity), overwrite)
 
     pipe = load_pipeline(sources, device=device, dtype=protocol.torch_dtype(device),
-                         pisa=PISAConfig(mode=protocol.pisa_mode), execution=cfg.execution)
+                         pisa=PISAConfig(mode=protocol.attention_mode(device)), execution=cfg.execution)
     check_frame_count(pipe.unet, protocol.num_frames, len(references))  # a user error, before anything is written
     reference_latents = pipe.prepare_reference_latents(references, protocol.height, protocol.width,
                                                        pipe._execution_device, pipe.unet.dtype,
