@@ -11,7 +11,9 @@ orientation the reference does *not* show ("conflict" captions). Measured per se
 - motion accuracy: the subject moves in the captioned direction.
 
 Settings: the copy check (constant schedule with agreeing and with conflicting captions; the reference zeroed; the
-reference weight 0 at every step), then every schedule x guidance pair of ``SCHEDULES`` x ``GUIDANCE``. Writes
+reference weight 0 at every step), then every schedule x guidance pair of ``SCHEDULES`` x ``GUIDANCE``, then a
+diagnostic outside PISA: the whole reference replaced by the all-zero latent (the unconditional branch's reference)
+for the first fraction F of the steps (``REFERENCE_OFF``), which also takes it out of the motion modules. Writes
 ``OUT/injection_schedule.json`` (+ ``.md``, the trade-off ``.png`` and GIFs of the constant schedule and of the
 best setting) and checks the issue's target: a setting whose fidelity error is within 10% of the constant
 schedule's while its attribute accuracy is at least 20 points higher.
@@ -23,6 +25,7 @@ schedule's while its attribute accuracy is at least 20 points higher.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
@@ -42,7 +45,8 @@ logger = logging.getLogger("injection_schedule")
 
 SCHEDULES = ("constant", "customcrafter:0.2", "customcrafter:0.4", "customcrafter:0.6", "customcrafter:0.8",
              "linear")
-GUIDANCE = ((4.0, None), (4.0, 2.0), (4.0, 1.0), (6.0, 2.0))  # (s_text or the single scale, s_ref or None)
+GUIDANCE = ((4.0, None), (4.0, 2.0), (4.0, 1.0), (4.0, 0.0))  # (s_text or the single scale, s_ref or None)
+REFERENCE_OFF = (0.2, 0.4, 0.6, 0.8)  # diagnostic: the reference latent zeroed while the step position is < F
 FIDELITY_TOLERANCE, ATTRIBUTE_GAIN = 0.10, 0.20  # the issue's target
 
 
@@ -55,12 +59,15 @@ class Setting:
     reference_guidance_scale: float | None = None
     captions: str = "conflict"  # conflict: the orientation the reference does not show; agree: the reference's
     reference: str = "image"  # image, or zeroed (an all-zero reference latent: no appearance information)
+    reference_off_until: float | None = None  # diagnostic: the reference latent zeroed while the position is < this
 
     @property
     def name(self) -> str:
         guidance = f"s={self.guidance_scale:g}" if self.reference_guidance_scale is None else \
             f"s_text={self.guidance_scale:g},s_ref={self.reference_guidance_scale:g}"
         extra = "" if self.reference == "image" else ", reference zeroed"
+        if self.reference_off_until is not None:
+            extra += f", reference latent zeroed before {self.reference_off_until:g}"
         return f"{self.schedule} | {guidance} | {self.captions} captions{extra}"
 
 
@@ -68,7 +75,34 @@ def settings() -> list[Setting]:
     """The copy check, then the schedule x guidance grid (conflicting captions)."""
     check = [Setting(captions="agree"), Setting(reference="zeroed"), Setting(schedule="0:0")]
     grid = [Setting(schedule=s, guidance_scale=g, reference_guidance_scale=r) for g, r in GUIDANCE for s in SCHEDULES]
-    return check + grid
+    return check + grid + [Setting(reference_off_until=f) for f in REFERENCE_OFF]
+
+
+@contextlib.contextmanager
+def reference_off_early(fraction: float | None, num_steps: int):
+    """Diagnostic (not a pipeline feature): while active, the pipeline's UNet calls of the steps at positions
+    < ``fraction`` get the all-zero reference latent in every branch, by wrapping the one function the pipeline
+    calls the UNet through. Outside PISA's weight: it also removes the reference from the motion modules."""
+    import vm_model.pipeline as pipeline_module
+
+    if fraction is None:
+        yield
+        return
+    real, calls = pipeline_module.unet_with_reference, []
+    last = max(num_steps - 1, 1)
+
+    def wrapped(unet, video, reference, *args, **kwargs):
+        position = len(calls) / last if num_steps > 1 else 0.0
+        calls.append(position)
+        if reference is not None and position < fraction:
+            reference = torch.zeros_like(reference)
+        return real(unet, video, reference, *args, **kwargs)
+
+    pipeline_module.unet_with_reference = wrapped
+    try:
+        yield
+    finally:
+        pipeline_module.unet_with_reference = real
 
 
 # ------------------------------------------------------------------------------------------------- evaluation
@@ -119,8 +153,9 @@ def run_setting(cfg, pipe, setting: Setting, subjects: list, references: list[np
     if setting.reference_guidance_scale is not None:
         controls["reference_guidance_scale"] = setting.reference_guidance_scale
     t = time.perf_counter()
-    videos = generate(cfg, pipe, subjects, references, zero_reference=setting.reference == "zeroed", prompts=prompts,
-                      guidance_scale=setting.guidance_scale, **controls)
+    with reference_off_early(setting.reference_off_until, cfg.inference_steps):
+        videos = generate(cfg, pipe, subjects, references, zero_reference=setting.reference == "zeroed",
+                          prompts=prompts, guidance_scale=setting.guidance_scale, **controls)
     seconds = time.perf_counter() - t
     rows = score_setting(videos, subjects, references, prompts, cfg.seed)
     summary = {**dataclasses.asdict(setting), "name": setting.name, **summarize(rows), "generation_s": seconds,
@@ -135,7 +170,8 @@ def targets(results: list[dict]) -> dict:
     """The issue's target against the constant schedule at the toy's guidance (conflicting captions)."""
     base = next(r for r in results if r["schedule"] == "constant" and r["reference_guidance_scale"] is None
                 and r["captions"] == "conflict" and r["reference"] == "image" and r["guidance_scale"] == 4.0)
-    candidates = [r for r in results if r["captions"] == "conflict" and r["reference"] == "image" and r is not base]
+    candidates = [r for r in results if r["captions"] == "conflict" and r["reference"] == "image" and r is not base
+                  and r["reference_off_until"] is None]  # the controls this issue adds (the diagnostic is apart)
     ok = [r for r in candidates if r["fidelity_error"] <= (1 + FIDELITY_TOLERANCE) * base["fidelity_error"]
           and r["attribute_accuracy"] >= base["attribute_accuracy"] + ATTRIBUTE_GAIN]
     within = [r for r in candidates if r["fidelity_error"] <= (1 + FIDELITY_TOLERANCE) * base["fidelity_error"]]
@@ -145,6 +181,10 @@ def targets(results: list[dict]) -> dict:
             "fidelity_limit": (1 + FIDELITY_TOLERANCE) * base["fidelity_error"],
             "attribute_needed": base["attribute_accuracy"] + ATTRIBUTE_GAIN,
             "met": bool(ok), "settings_meeting_it": [r["name"] for r in ok],
+            "diagnostic_settings_meeting_it": [
+                r["name"] for r in results if r["reference_off_until"] is not None
+                and r["fidelity_error"] <= (1 + FIDELITY_TOLERANCE) * base["fidelity_error"]
+                and r["attribute_accuracy"] >= base["attribute_accuracy"] + ATTRIBUTE_GAIN],
             "best_attribute_within_fidelity_limit": None if best_within is None else
             {k: best_within[k] for k in ("name", "fidelity_error", "attribute_accuracy", "motion_accuracy")}}
 
@@ -161,6 +201,10 @@ def plot(results: list[dict], path: Path, target: dict) -> Path:
         name = f"s={g:g}" if r is None else f"s_text={g:g}, s_ref={r:g}"
         series.append(Series(name, [(x["fidelity_error"], 100 * x["attribute_accuracy"]) for x in rows],
                              [x["schedule"].replace("customcrafter", "cc") for x in rows]))
+    off = [x for x in results if x["reference_off_until"] is not None]
+    series.append(Series("diagnostic: reference latent zeroed early (s=4)",
+                         [(x["fidelity_error"], 100 * x["attribute_accuracy"]) for x in off],
+                         [f"zeroed < {x['reference_off_until']:g}" for x in off], marker="cross"))
     check = [x for x in results if x["schedule"] not in SCHEDULES or x["captions"] == "agree"
              or x["reference"] == "zeroed"]
     labels = {"agree": "constant, captions agree", "zeroed": "reference zeroed", "0:0": "w=0 every step"}

@@ -76,6 +76,9 @@ class ToyConfig:
     attribute: str = field(default="none", metadata={
         "help": "none, or stripes: horizontal / vertical stripes named in the caption and shown by the reference "
                 "(the copy-paste experiment, docs/injection_schedule.md)", "choices": ["none", "stripes"]})
+    stage2_attribute_captions: float = field(default=1.0, metadata={
+        "help": "fraction of stage-2 captions that name the attribute (the rest name only the direction; stage 1 "
+                "always names it)", "min": 0.0, "max": 1.0})
     max_tokens: int = field(default=8, metadata={"help": "tokenizer model_max_length of the toy base (captions are "
                                                          "five words)"})
     text_layers: int = field(default=1, metadata={"help": "layers of the toy (random, frozen) CLIP text encoder"})
@@ -205,6 +208,29 @@ def base_args(cfg: ToyConfig, work: Path, manifest: Path) -> list[str]:
         "--checkpoint-every", str(cfg.base_steps), "--batch-size", str(cfg.base_batch),
         "--learning-rate", str(cfg.base_lr), "--train-whole-unet", "--no-girl",
         "--text-dropout", "0", "--joint-dropout", "0.1", "--image-dropout", "0.9"]
+
+
+def stage2_manifest(cfg: ToyConfig, manifest: Path) -> Path:
+    """The stage-2 manifest: the training manifest, or, when only a fraction of stage-2 captions name the attribute
+    (``stage2_attribute_captions`` < 1), a copy beside it whose other captions name only the direction (a seeded
+    choice per clip, stream ``[seed, 2]``)."""
+    from vm_common.io_utils import atomic_write_text, dumps_row
+    from vm_data.clip_manifest import read_manifest
+    from vm_model.toy.domain import caption_for, subject_from_dict
+
+    if cfg.attribute == "none" or cfg.stage2_attribute_captions >= 1.0:
+        return manifest
+    rng = np.random.default_rng([cfg.seed, 2])
+    rows = []
+    for row in read_manifest(manifest):
+        if rng.random() >= cfg.stage2_attribute_captions:
+            row = dataclasses.replace(row, caption=caption_for(subject_from_dict(row.extra["toy_subject"]).direction))
+        rows.append(row)
+    out = manifest.with_name("manifest_stage2.jsonl")
+    atomic_write_text(out, "".join(dumps_row(r.to_dict()) + "\n" for r in rows))
+    named = sum(r.caption != caption_for(subject_from_dict(r.extra["toy_subject"]).direction) for r in rows)
+    logger.info("stage-2 manifest: %d of %d captions name the attribute", named, len(rows))
+    return out
 
 
 def stage2_args(cfg: ToyConfig, work: Path, manifest: Path, name: str) -> list[str]:
@@ -466,7 +492,8 @@ def run(cfg: ToyConfig, out: Path, variants: list[str], quick: bool = False) -> 
         logger.info("--steps 0: stopping after the base model")
         return result
     with clock.stage("videomaker_training"):
-        run_vm_train({name: stage2_args(cfg, work, manifest, name) for name in trained}, cfg.jobs, cfg.threads,
+        manifest2 = stage2_manifest(cfg, manifest)
+        run_vm_train({name: stage2_args(cfg, work, manifest2, name) for name in trained}, cfg.jobs, cfg.threads,
                      work / "logs")
     result["losses"] = {name: loss_summary(work / "runs" / name) for name in (["base"] if cfg.base_steps else [])
                         + trained}

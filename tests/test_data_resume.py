@@ -46,6 +46,7 @@ def clips(tmp_path_factory):
     return root / "syn" / "videos"
 
 
+@pytest.mark.slow
 def test_kill_minus_nine_then_resume_processes_each_clip_once(clips, tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "vm_data.preprocess", "--input", str(clips), "--output", str(out),

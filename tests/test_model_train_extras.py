@@ -54,6 +54,7 @@ def _rows(run_dir):
     return [{k: r[k] for k in ROW_KEYS} for r in read_jsonl(run_dir / "losses.jsonl")]
 
 
+@pytest.mark.slow
 def test_accumulation_and_ema_resume_two_plus_two_equals_four(tmp_path, data):
     args = data + ["--gradient-accumulation-steps", "2", "--ema-decay", "0.5", "--report-to", "none"]
     straight, resumed = tmp_path / "four", tmp_path / "two-two"

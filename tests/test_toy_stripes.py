@@ -74,3 +74,21 @@ def test_training_manifest_names_the_orientation(tmp_path):
         texture = row.extra["toy_subject"]["texture"]
         assert stripes_in_caption(row.caption) == texture
     assert [r.extra["toy_subject"]["texture"] for r in rows] == ["hstripes"] * 4 + ["vstripes"] * 4
+
+
+def test_stage2_manifest_names_the_attribute_in_a_fraction(tmp_path):
+    from benchmarks.toy_customization import ToyConfig, stage2_manifest
+    from vm_data.clip_manifest import read_manifest
+
+    manifest = make_toy_dataset(tmp_path, 16, num_frames=2, size=32, ranges=STRIPED)
+    assert stage2_manifest(ToyConfig(attribute="stripes"), manifest) == manifest  # fraction 1: unchanged
+    assert stage2_manifest(ToyConfig(attribute="none", stage2_attribute_captions=0.0), manifest) == manifest
+    half = stage2_manifest(ToyConfig(attribute="stripes", stage2_attribute_captions=0.5), manifest)
+    rows, original = list(read_manifest(half)), list(read_manifest(manifest))
+    named = [stripes_in_caption(r.caption) is not None for r in rows]
+    assert 0 < sum(named) < len(rows)
+    for row, before in zip(rows, original):
+        assert direction_in_caption(row.caption) == direction_in_caption(before.caption)
+        assert row.caption in (before.caption, caption_for(row.extra["toy_subject"]["direction"]))
+    none = stage2_manifest(ToyConfig(attribute="stripes", stage2_attribute_captions=0.0), manifest)
+    assert not any(stripes_in_caption(r.caption) for r in read_manifest(none))

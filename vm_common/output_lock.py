@@ -3,7 +3,9 @@
 The lock is ``FOLDER/.vm-lock``, held with ``flock`` (released by the kernel when its holder dies, kill -9
 included) and filled with who holds it: pid, host, start time and command. A second writer is refused with one line
 naming the holder. A lock file that still names a holder although nobody holds the lock was left by a process that
-died; it is taken over with a warning. In a multi-process (``accelerate launch``) run only the main process takes the
+died; it is taken over with a warning, and the temporaries of the dead writer's interrupted writes (files and
+checkpoint folders named like :mod:`vm_common.io_utils`' temporaries, ``.NAME.XXXX.tmp[.ext]``) are removed, so
+that a kill -9 at any moment followed by a rerun or ``--resume`` leaves no orphans. In a multi-process (``accelerate launch``) run only the main process takes the
 lock: the processes of one run are one writer.
 
 Commands that clear a folder (``--overwrite``) must keep :data:`LOCK_NAME` (see :func:`clear_folder`).
@@ -13,12 +15,14 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import fnmatch
 import json
 import logging
 import os
 import shutil
 import socket
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -28,6 +32,7 @@ from .errors import UserError
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".vm-lock"
+TEMPORARY_PATTERN = ".*.tmp*"  # vm_common.io_utils' temporary files, vm_model.train's temporary checkpoint folders
 
 
 class OutputFolderBusy(UserError, RuntimeError):
@@ -70,10 +75,15 @@ def hold_output_folder(folder: str | os.PathLike, command: str | None = None, *,
         except BlockingIOError:
             raise OutputFolderBusy(f"{folder} is being written by {_describe(_read_holder(fd))}; wait for it to "
                                    f"finish or choose another output folder") from None
+        taken = time.time()
         stale = _read_holder(fd)
         if stale:
             logger.warning("%s: taking over the lock left by %s, which is no longer running", folder,
                            _describe(stale))
+            removed = remove_orphan_temporaries(folder, older_than=taken)
+            if removed:
+                logger.warning("%s: removed %d temporary file(s) or folder(s) of its interrupted writes", folder,
+                               removed)
         me = {"pid": os.getpid(), "host": socket.gethostname(),
               "started_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "command": command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
@@ -86,6 +96,31 @@ def hold_output_folder(folder: str | os.PathLike, command: str | None = None, *,
             os.ftruncate(fd, 0)  # released cleanly: nothing stale to report
     finally:
         os.close(fd)  # closing releases the flock
+
+
+def remove_orphan_temporaries(folder: str | os.PathLike, *, older_than: float) -> int:
+    """Delete, anywhere under ``folder``, the temporaries (:data:`TEMPORARY_PATTERN`) of a writer that died: only
+    those last changed before ``older_than`` (a ``time.time()``; the lock's takeover), so that none the new run's
+    other processes may already be writing is touched. Symbolic links are neither followed nor removed. Returns
+    how many files and folders were removed."""
+    removed = 0
+    for root, dirs, files in os.walk(folder):
+        for name in [d for d in dirs if fnmatch.fnmatch(d, TEMPORARY_PATTERN)]:
+            path = os.path.join(root, name)
+            dirs.remove(name)  # not walked into: removed whole, or left whole
+            if not os.path.islink(path) and os.lstat(path).st_mtime < older_than:
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+        for name in files:
+            path = os.path.join(root, name)
+            if fnmatch.fnmatch(name, TEMPORARY_PATTERN) and not os.path.islink(path):
+                try:
+                    if os.lstat(path).st_mtime < older_than:
+                        os.unlink(path)
+                        removed += 1
+                except FileNotFoundError:
+                    pass
+    return removed
 
 
 def clear_folder(folder: str | os.PathLike) -> None:

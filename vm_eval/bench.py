@@ -29,6 +29,7 @@ from vm_common.errors import EXIT_INTERNAL, StaleOutputError, run_main
 from vm_common.io_utils import atomic_write_json
 from vm_common.output_lock import hold_output_folder
 from vm_common.provenance import provenance
+from vm_model.execution import ExecutionOptions
 from vm_model.presets import PRESETS, presets_for
 from vm_model.protocol import GenerationProtocol
 from vm_model.sources import ModelSources
@@ -55,7 +56,18 @@ class ScoringOptions:
     dino_weights: str | None = field(default=None, metadata={"help": "DINO ViT-S/16 checkpoint (path or hub id)"})
     face_weights: str | None = field(default=None, metadata={"help": "insightface pack name or folder (buffalo_l)"})
     raft_weights: str | None = field(default=None, metadata={"help": "RAFT raft-things state dict (C_T_V1)"})
-    batch_size: int = field(default=16, metadata={"help": "frames per encoder forward", "min": 1, "max": 4096})
+    suites: str = field(default="paper", metadata={
+        "help": "metric suites, comma-separated: paper (the paper's six metrics, the default), vbench (VBench's "
+                "subject/background consistency and aesthetic quality, computed as VBench does), copy (the "
+                "copy-paste measure: does the video paste the reference in its own pose); docs/eval.md"})
+    vbench_dino_weights: str | None = field(default=None, metadata={
+        "help": "DINO ViT-B/16 for VBench subject consistency (path or hub id)"})
+    clip_l14_weights: str | None = field(default=None, metadata={
+        "help": "CLIP ViT-L/14 openai checkpoint for VBench aesthetic quality (path or hub id)"})
+    aesthetic_weights: str | None = field(default=None, metadata={
+        "help": "LAION aesthetic linear head sa_0_4_vit_l_14_linear.pth (path)"})
+    batch_size: int = field(default=16, metadata={"flag": "encoder-batch-size", "help": "frames per encoder forward",
+                                                  "min": 1, "max": 4096})
     progress: bool = field(default=True, metadata={"help": "progress bar with ETA"})
     report: bool = field(default=True, metadata={"help": "write tables and report.html at the end"})
     overwrite: bool = field(default=False, metadata={
@@ -85,6 +97,8 @@ class RunConfig(ScoringOptions):
                                   metadata={"group": "model sources",
                                             "help": f"--weights {BENCHMARK_WEIGHTS}: the benchmark's own weights "
                                                     f"for each subject kind (human / object)"})
+    execution: ExecutionOptions = field(default_factory=ExecutionOptions, metadata={
+        "group": "execution (speed and memory; never changes a video beyond float tolerance)"})
     generation: GenerationProtocol = field(default_factory=GenerationProtocol, metadata={
         "group": "generation protocol", "help": "defaults < the benchmark's protocol < the preset < --config < flags"})
 
@@ -98,11 +112,21 @@ class ScoreConfig(ScoringOptions):
 
 
 def _encoders(cfg: ScoringOptions):
+    from vm_common.config import ConfigError
+
     from .encoders import EncoderConfig, Encoders
+    from .metrics import parse_suites
+
+    try:
+        suites = parse_suites(cfg.suites)
+    except ValueError as exc:
+        raise ConfigError(f"--suites: {exc}") from None
 
     return Encoders(EncoderConfig(preset=encoder_preset(cfg.preset), device=cfg.device, protocol=cfg.protocol,
                                   flow=cfg.flow, clip_weights=cfg.clip_weights, dino_weights=cfg.dino_weights,
                                   face_weights=cfg.face_weights, raft_weights=cfg.raft_weights,
+                                  vbench_dino_weights=cfg.vbench_dino_weights, clip_l14_weights=cfg.clip_l14_weights,
+                                  aesthetic_weights=cfg.aesthetic_weights, suites=suites,
                                   batch_size=cfg.batch_size))
 
 
@@ -116,10 +140,10 @@ def _common_fields(cfg: ScoringOptions) -> dict:
     return {"preset": cfg.preset, "random_weights": cfg.preset == "tiny", "protocol": cfg.protocol, "flow": cfg.flow}
 
 
-def _families(kinds: set[str], flow: str) -> set[str]:
-    from .metrics import get_metric, metrics_for
+def _families(kinds: set[str], flow: str, suites: str = "paper") -> set[str]:
+    from .metrics import get_metric, metrics_for, parse_suites
 
-    return {get_metric(m).family for k in kinds for m in metrics_for(k, flow)}
+    return {get_metric(m).family for k in kinds for m in metrics_for(k, flow, parse_suites(suites))}
 
 
 # ---------------------------------------------------------------------------------------------------------- run
@@ -130,8 +154,6 @@ def make_generate_fns(cfg: RunConfig, bench, device: str, kinds: set[str],
     run's (a baseline's otherwise); ``loaded``: a pipeline cache shared between calls (the baselines reuse it)."""
     from vm_model.components import load_pipeline
     from vm_model.pisa import PISAConfig
-    from vm_model.protocol import render_video, to_uint8
-
     protocol = protocol or cfg.generation
     loaded = {} if loaded is None else loaded
 
@@ -141,20 +163,33 @@ def make_generate_fns(cfg: RunConfig, bench, device: str, kinds: set[str],
         if key not in loaded:
             loaded.clear()
             loaded[key] = load_pipeline(sources, device=device, dtype=protocol.torch_dtype(device),
-                                        pisa=PISAConfig(mode=protocol.attention_mode(device)))
+                                        pisa=PISAConfig(mode=protocol.attention_mode(device)),
+                                        execution=cfg.execution)
             loaded[key].set_progress_bar_config(disable=True)  # the runner shows one bar for all videos
         return loaded[key]
 
-    def fn_for(kind: str):
-        def generate(prompt, reference_image, seed):
-            pipe = pipeline_for(kind)
-            latents = pipe.prepare_reference_latents(reference_image, protocol.height, protocol.width, pipe.device,
-                                                     pipe.unet.dtype, encoding=protocol.reference_encoding,
-                                                     alpha=protocol.reference_alpha)
-            return to_uint8(render_video(pipe, protocol, prompt, latents, seed))
-        return generate
+    return {k: KindGenerator(lambda k=k: pipeline_for(k), protocol) for k in kinds}
 
-    return {k: fn_for(k) for k in kinds}
+
+class KindGenerator:
+    """``generate_fn`` of one subject kind for the runner: ``(prompt, reference_image, seed) -> frames``, and
+    ``many(prompts, reference_image, seeds)`` for batched calls (``vm_model.protocol.render_videos``: each video
+    keeps its own seeded generator, so batching does not change it)."""
+
+    def __init__(self, pipeline, protocol: GenerationProtocol):
+        self.pipeline, self.protocol = pipeline, protocol
+
+    def many(self, prompts: list[str], reference_image, seeds: list[int]) -> list:
+        from vm_model.protocol import render_videos, to_uint8
+
+        pipe, protocol = self.pipeline(), self.protocol
+        latents = pipe.prepare_reference_latents(reference_image, protocol.height, protocol.width,
+                                                 pipe._execution_device, pipe.unet.dtype,
+                                                 encoding=protocol.reference_encoding, alpha=protocol.reference_alpha)
+        return [to_uint8(v) for v in render_videos(pipe, protocol, prompts, latents, seeds)]
+
+    def __call__(self, prompt: str, reference_image, seed: int):
+        return self.many([prompt], reference_image, [seed])[0]
 
 
 def methods_to_run(cfg: RunConfig, bench) -> list[tuple[str, GenerationProtocol]]:
@@ -250,7 +285,7 @@ def _run_holding_out(cfg: RunConfig, bench, proc) -> int:
     items = bench.work_items(subjects, protocol.seeds)
     kinds = {s.kind for s in subjects}
     encoders = _encoders(cfg)
-    families = _families(kinds, cfg.flow)
+    families = _families(kinds, cfg.flow, cfg.suites)
     encoders.check_available(families)  # MissingWeightsError: a user error (exit 2)
     device = str(encoders.device)
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -266,7 +301,8 @@ def _run_holding_out(cfg: RunConfig, bench, proc) -> int:
         method_stats = run_items(bench, items, cfg.out, method=method, protocol=method_protocol,
                                  highlight=bool(cfg.highlight), scorer=scorer, generate_fn=generate,
                                  highlighter=highlighter, proc=proc, progress=cfg.progress, common=common,
-                                 identity=identity, overwrite=cfg.overwrite)
+                                 identity=identity, overwrite=cfg.overwrite,
+                                 batch_size=cfg.execution.batch_size)
         if stats is None:
             stats = method_stats
         else:
@@ -336,7 +372,7 @@ def _score_holding_out(cfg: ScoreConfig, tasks, proc) -> int:
     from .store import SampleStore
 
     encoders = _encoders(cfg)
-    families = _families({t.kind for t in tasks}, cfg.flow)
+    families = _families({t.kind for t in tasks}, cfg.flow, cfg.suites)
     encoders.check_available(families)  # MissingWeightsError: a user error (exit 2)
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     stats = score_tasks(tasks, cfg.out, scorer=VideoScorer(encoders), proc=proc, progress=cfg.progress,

@@ -31,6 +31,10 @@ class EncoderConfig:
     dino_weights: str | None = None
     face_weights: str | None = None
     raft_weights: str | None = None
+    vbench_dino_weights: str | None = None  # VBench subject consistency's DINO ViT-B/16
+    clip_l14_weights: str | None = None  # VBench aesthetic quality's CLIP ViT-L/14
+    aesthetic_weights: str | None = None  # the LAION aesthetic linear head
+    suites: tuple[str, ...] = ("paper",)  # metric suites scored (vm_eval.metrics.SUITES)
     batch_size: int = 16
     flow_pair_batch: int = 4
 
@@ -43,6 +47,9 @@ class EncoderConfig:
 
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {self.protocol!r}; expected one of {PROTOCOLS}")
+        from .metrics import parse_suites
+
+        self.suites = parse_suites(self.suites)
 
     @property
     def scoring(self):
@@ -152,11 +159,26 @@ class Encoders:
 
         return ToyMetrics()
 
+    @cached_property
+    def vbench(self):
+        """VBench's dimensions (:mod:`vm_eval.vbench`); each model loads on first use."""
+        from .vbench import VBenchScorer
+        from .vbench_models import VBenchModels
+
+        return VBenchScorer(VBenchModels(self), batch_size=self.config.batch_size)
+
+    @cached_property
+    def copypaste(self):
+        """The copy-paste measure (:mod:`vm_eval.copy_paste`; no weights)."""
+        from .copy_paste import CopyPaste
+
+        return CopyPaste()
+
     def check_available(self, families: set[str]) -> None:
         """Resolve (without loading) the weights the given metric families need; raise MissingWeightsError early."""
         if self.config.preset == "tiny":
             return
-        from .registry import CLIP, DINO, FACE, RAFT
+        from .registry import AESTHETIC, CLIP, CLIP_L14, DINO, FACE, RAFT, VBENCH_DINO
 
         needed = {"clip": (CLIP, self.config.clip_weights), "dino": (DINO, self.config.dino_weights),
                   "face": (FACE, self.config.face_weights)}
@@ -165,6 +187,11 @@ class Encoders:
         for fam in sorted(families):
             if fam in needed:
                 spec, src = needed[fam]
+                spec.resolve(src)
+        if "vbench" in families:
+            c = self.config
+            for spec, src in ((VBENCH_DINO, c.vbench_dino_weights), (CLIP, c.clip_weights),
+                              (CLIP_L14, c.clip_l14_weights), (AESTHETIC, c.aesthetic_weights)):
                 spec.resolve(src)
 
     def describe(self, families: set[str]) -> dict[str, str]:

@@ -22,7 +22,7 @@ from PIL import Image
 from vm_common.status import OK
 
 from .metrics import METRICS, get_metric
-from .tables import DIS_NOTE, RANDOM_NOTE, TOY_NOTE, format_value, table_blocks
+from .tables import DIS_NOTE, RANDOM_NOTE, TOY_NOTE, VBENCH_NOTE, format_value, table_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,8 @@ def _summary_html(summary: dict, layout: str) -> str:
             parts.append(f'<p class="meta">{_e(DIS_NOTE)}</p>')
         if b["kind"] == "toy":
             parts.append(f'<p class="meta">{_e(TOY_NOTE)}</p>')
+        if b.get("suite") == "vbench":
+            parts.append(f'<p class="meta">{_e(VBENCH_NOTE)}</p>')
     return "\n".join(parts)
 
 

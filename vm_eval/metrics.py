@@ -59,13 +59,52 @@ register_metric(MetricSpec("toy_motion", "Motion dir.", "toy", True,
                            paper_comparable=False, kinds=("toy",), boolean=True,
                            aggregation="fraction of videos moving in the captioned direction"))
 
+# VBench's dimensions that accept your own videos (vm_eval.vbench; opt-in with --suites ...,vbench).
+register_metric(MetricSpec("vbench_subject_consistency", "VBench Subject Cons.", "vbench", True,
+                           "VBench subject consistency: DINO ViT-B/16 CLS features; mean over frames i>=1 of "
+                           "(max(0, cos(f[i-1], f[i])) + max(0, cos(f[0], f[i]))) / 2", paper_comparable=False))
+register_metric(MetricSpec("vbench_background_consistency", "VBench Background Cons.", "vbench", True,
+                           "VBench background consistency: the same scheme on CLIP ViT-B/32 image features",
+                           paper_comparable=False))
+register_metric(MetricSpec("vbench_aesthetic", "VBench Aesthetic", "vbench", True,
+                           "VBench aesthetic quality: LAION aesthetic linear head on CLIP ViT-L/14 image features, "
+                           "/10, mean over frames", paper_comparable=False))
+
+# A copy-paste measure that needs no judge (vm_eval.copy_paste; opt-in with --suites ...,copy).
+register_metric(MetricSpec("copy_paste", "Copy-paste", "copypaste", False,
+                           "mean over frames of the best normalised cross-correlation of the reference image (grey, "
+                           "any of 15 scales, any position) with the frame: ~1 when the reference is pasted in its "
+                           "own pose, lower when the subject is re-imagined", paper_comparable=False))
+
 # The paper's column orders (and the toy benchmark's).
 HUMAN_COLUMNS = ("clip_t", "face_sim", "clip_i", "dino_i", "t_cons", "dd")
 OBJECT_COLUMNS = ("clip_t", "clip_i", "dino_i", "t_cons", "dd")
 TOY_COLUMNS = ("toy_fidelity", "toy_motion")
 KIND_COLUMNS = {"human": HUMAN_COLUMNS, "object": OBJECT_COLUMNS, "toy": TOY_COLUMNS}
 KINDS = tuple(KIND_COLUMNS)
-FAMILIES = ("clip", "dino", "face", "flow", "toy")
+FAMILIES = ("clip", "dino", "face", "flow", "toy", "vbench", "copypaste")
+VBENCH_COLUMNS = ("vbench_subject_consistency", "vbench_background_consistency", "vbench_aesthetic")
+# Metric suites a scoring run can select (--suites): the paper's metrics (the default) and VBench's dimensions.
+SUITES = ("paper", "vbench", "copy")
+SUITE_COLUMNS = {"vbench": VBENCH_COLUMNS, "copy": ("copy_paste",)}  # the paper's depend on the kind
+SUITE_LABELS = {"paper": "", "vbench": "VBench (custom-input dimensions, VBench's own protocol)",
+                "copy": "Copy-paste (reference pixels recurring in the reference's pose; no judge, no weights)"}
+DEFAULT_SUITES = ("paper",)
+
+
+def parse_suites(text: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """``"paper,vbench"`` (or a sequence) -> ("paper", "vbench") in canonical order; empty -> the default."""
+    items = text.split(",") if isinstance(text, str) else list(text or ())
+    names = {s.strip().lower() for s in items if s and s.strip()}
+    unknown = sorted(names - set(SUITES))
+    if unknown:
+        raise ValueError(f"unknown metric suite(s) {', '.join(unknown)}; known: {', '.join(SUITES)}")
+    return tuple(s for s in SUITES if s in names) or DEFAULT_SUITES
+
+
+def suite_of(metric: str) -> str:
+    """The suite a metric belongs to ('paper' unless one of the optional suites lists it)."""
+    return next((s for s, cols in SUITE_COLUMNS.items() if metric in cols), "paper")
 
 
 def get_metric(name: str) -> MetricSpec:
@@ -75,8 +114,12 @@ def get_metric(name: str) -> MetricSpec:
         raise KeyError(f"unknown metric {name!r}; known: {', '.join(METRICS)}") from None
 
 
-def metrics_for(kind: str, flow: str = "raft") -> tuple[str, ...]:
-    """The metrics scored for a subject of ``kind`` ('human', 'object' or 'toy') with the given flow backend."""
+def metrics_for(kind: str, flow: str = "raft", suites: tuple[str, ...] = DEFAULT_SUITES) -> tuple[str, ...]:
+    """The metrics scored for a subject of ``kind`` ('human', 'object' or 'toy') with the given flow backend and
+    metric suites (toy subjects always get the toy metrics only)."""
     dd = "dd" if flow == "raft" else "dd_dis"
     cols = KIND_COLUMNS.get(kind, OBJECT_COLUMNS)
-    return tuple(dd if m == "dd" else m for m in cols)
+    if kind == "toy":
+        return cols
+    out = tuple(dd if m == "dd" else m for m in cols) if "paper" in suites else ()
+    return out + tuple(m for s in SUITES if s in suites for m in SUITE_COLUMNS.get(s, ()))

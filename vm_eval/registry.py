@@ -80,3 +80,53 @@ RAFT = register(WeightSpec(
     used_by=("bench",),
     locate=locate_raft,
 ))
+
+
+# VBench's dimensions (vm_eval.vbench): the models VBench's own code loads.
+def vbench_cache() -> Path:
+    """VBench's cache folder (``$VBENCH_CACHE_DIR``, default ~/.cache/vbench), where its downloads live."""
+    return Path(os.environ.get("VBENCH_CACHE_DIR", Path.home() / ".cache" / "vbench")).expanduser()
+
+
+AESTHETIC_FILE = "sa_0_4_vit_l_14_linear.pth"
+
+
+def locate_aesthetic(source: str) -> Path:
+    """``source`` is a path to the LAION linear head, or its file name in VBench's cache
+    (``aesthetic_model/emb_reader``)."""
+    path = Path(source).expanduser()
+    candidates = [path] if (os.sep in source or path.exists()) else [vbench_cache() / "aesthetic_model" / "emb_reader"
+                                                                      / source]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise MissingWeightsError(
+        "LAION aesthetic predictor (linear head on CLIP ViT-L/14, sa_0_4_vit_l_14_linear.pth)", source,
+        [str(c) for c in candidates],
+        "download https://github.com/LAION-AI/aesthetic-predictor/raw/main/sa_0_4_vit_l_14_linear.pth on a machine "
+        "with network access and put it in that folder, or pass --aesthetic-weights /path/to/file.pth",
+    )
+
+
+VBENCH_DINO = register(WeightSpec(
+    key="eval_vbench_dino_vitb16",
+    description="self-supervised DINO ViT-B/16 (timm vit_base_patch16_224.dino = facebookresearch/dino dino_vitb16) "
+                "for VBench subject consistency",
+    default="timm/vit_base_patch16_224.dino",
+    filename="model.safetensors",
+    used_by=("bench",),
+))
+CLIP_L14 = register(WeightSpec(
+    key="eval_clip_vit_l14",
+    description="OpenAI CLIP ViT-L/14 (open_clip ViT-L-14-quickgelu + openai weights) for VBench aesthetic quality",
+    default="timm/vit_large_patch14_clip_224.openai",
+    filename="open_clip_model.safetensors",
+    used_by=("bench",),
+))
+AESTHETIC = register(WeightSpec(
+    key="eval_laion_aesthetic",
+    description="LAION aesthetic predictor linear head (sa_0_4_vit_l_14_linear.pth) for VBench aesthetic quality",
+    default=AESTHETIC_FILE,
+    used_by=("bench",),
+    locate=locate_aesthetic,
+))

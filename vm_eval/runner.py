@@ -160,12 +160,13 @@ def run_items(bench: Benchmark, items: list[WorkItem], out_dir: Path, *, method:
               scorer: VideoScorer, generate_fn: GenerateFn | Mapping[str, GenerateFn], highlight: bool = True,
               highlighter=None, proc: ProcessInfo | None = None, progress: bool = True,
               common: dict | None = None, identity: Mapping[str, Mapping[str, Any]] | None = None,
-              overwrite: bool = False) -> LoopStats:
+              overwrite: bool = False, batch_size: int = 1) -> LoopStats:
     """Generate and score this process's share of ``items``; rows go to the run's sample store. ``protocol``
     gives the size and fps (the generate functions apply the rest); ``highlight`` subject-highlights references.
     ``identity`` (subject kind -> parts, say the model sources) joins each video's fingerprint; rows of this
     method with another fingerprint refuse the run (:class:`~vm_common.errors.StaleOutputError`) unless
-    ``overwrite``, which makes them again."""
+    ``overwrite``, which makes them again. ``batch_size``: videos of one subject per generation call when the
+    generate function offers ``many(prompts, reference_image, seeds)`` (each video keeps its own seed)."""
     proc = proc or ProcessInfo()
     out_dir = Path(out_dir)
     store = SampleStore(out_dir, proc)
@@ -184,38 +185,59 @@ def run_items(bench: Benchmark, items: list[WorkItem], out_dir: Path, *, method:
     preps: dict[str, ReferencePrep] = {}
     t0 = time.perf_counter()
     with _progress(len(todo), f"bench run {bench.name}", proc, progress) as bar:
-        for it in todo:
-            s = it.subject
+        for group in subject_batches(todo, batch_size):
+            s = group[0].subject
             if s.id not in preps:
                 preps[s.id] = prepare_reference(s, refs[s.id].image, (protocol.width, protocol.height), highlighter,
                                                 highlight, path_inside(out_dir, "references", f"{slug(s.id)}.png"))
                 stats.internal_errors += preps[s.id].info.get("error_kind") == INTERNAL_ERROR
             gen = generate_fn[s.kind] if isinstance(generate_fn, Mapping) else generate_fn
-            frames = as_uint8_frames(gen(it.prompt.text, preps[s.id].image, it.seed), it.sample_id)
-            rel = Path("videos") / slug(method) / slug(s.id) / f"p{it.prompt.index:02d}_s{it.seed}.gif"
-            write_gif(path_inside(out_dir, rel), frames, fps=protocol.fps)
-            # CLIP, DINO and face use the in-memory frames; DD runs on the saved GIF, as the paper did
-            dd_frames = read_video_strict(out_dir / rel)
-            results = scorer.score(frames, prompt=it.prompt.text, reference=refs[s.id], kind=s.kind,
-                                   dd_frames=dd_frames)
-            base = {
-                "sample_id": it.sample_id, "method": method, "benchmark": bench.name, "subject": s.id,
-                "kind": s.kind, "category": it.prompt.category, "prompt": it.prompt.text,
-                "prompt_index": it.prompt.index, "seed": it.seed, "video": rel.as_posix(),
-                "reference": os.path.abspath(s.image), "reference_for_model": f"references/{slug(s.id)}.png",
-                "reference_preprocessing": preps[s.id].info, "n_frames": int(frames.shape[0]),
-                "height": int(frames.shape[1]), "width": int(frames.shape[2]), **(common or {}),
-                "fingerprint": planned[(method, it.sample_id)],
-            }
-            rows = result_rows(base, results)
-            store.append(rows)
-            stats.done += 1
-            stats.errors += sum(r["status"] == ERROR for r in rows)
-            stats.internal_errors += _internal(rows)
-            bar.update(1)
+            videos = generate_group(gen, group, preps[s.id].image)
+            for it, video in zip(group, videos):
+                frames = as_uint8_frames(video, it.sample_id)
+                rel = Path("videos") / slug(method) / slug(s.id) / f"p{it.prompt.index:02d}_s{it.seed}.gif"
+                write_gif(path_inside(out_dir, rel), frames, fps=protocol.fps)
+                # CLIP, DINO and face use the in-memory frames; DD runs on the saved GIF, as the paper did
+                dd_frames = read_video_strict(out_dir / rel)
+                results = scorer.score(frames, prompt=it.prompt.text, reference=refs[s.id], kind=s.kind,
+                                       dd_frames=dd_frames)
+                base = {
+                    "sample_id": it.sample_id, "method": method, "benchmark": bench.name, "subject": s.id,
+                    "kind": s.kind, "category": it.prompt.category, "prompt": it.prompt.text,
+                    "prompt_index": it.prompt.index, "seed": it.seed, "video": rel.as_posix(),
+                    "reference": os.path.abspath(s.image), "reference_for_model": f"references/{slug(s.id)}.png",
+                    "reference_preprocessing": preps[s.id].info, "n_frames": int(frames.shape[0]),
+                    "height": int(frames.shape[1]), "width": int(frames.shape[2]), **(common or {}),
+                    "fingerprint": planned[(method, it.sample_id)],
+                }
+                rows = result_rows(base, results)
+                store.append(rows)
+                stats.done += 1
+                stats.errors += sum(r["status"] == ERROR for r in rows)
+                stats.internal_errors += _internal(rows)
+                bar.update(1)
     stats.seconds = time.perf_counter() - t0
     stats.extra["reference_preprocessing"] = {k: v.info for k, v in preps.items()}
     return stats
+
+
+def subject_batches(items: list[WorkItem], size: int) -> list[list[WorkItem]]:
+    """Consecutive items of one subject, at most ``size`` per group (items come grouped by subject)."""
+    groups: list[list[WorkItem]] = []
+    for it in items:
+        if groups and groups[-1][0].subject.id == it.subject.id and len(groups[-1]) < max(1, size):
+            groups[-1].append(it)
+        else:
+            groups.append([it])
+    return groups
+
+
+def generate_group(gen, group: list[WorkItem], reference_image) -> list:
+    """The videos of a group: one call of ``gen.many`` when the generator offers it, else one call per item."""
+    many = getattr(gen, "many", None)
+    if many is not None and len(group) > 1:
+        return list(many([it.prompt.text for it in group], reference_image, [it.seed for it in group]))
+    return [gen(it.prompt.text, reference_image, it.seed) for it in group]
 
 
 # -------------------------------------------------------------------------------------------------- bench score

@@ -57,7 +57,7 @@ class VideoScorer:
         return self.encoders.config.flow
 
     def metrics_for(self, kind: str) -> tuple[str, ...]:
-        return metrics_for(kind, self.flow_name)
+        return metrics_for(kind, self.flow_name, self.encoders.config.suites)
 
     # ----------------------------------------------------------------------------------------- cached embeddings
     def reference_image(self, family: str, ref: Reference) -> Image.Image:
@@ -130,6 +130,10 @@ class VideoScorer:
             return {"face_sim": face_metric(ref_emb, reason, self.encoders.face.frame_embeddings(frames))}
         if family == "toy":
             return self.encoders.toy.score(frames, reference.image, prompt, tuple(names))
+        if family == "vbench":
+            return self.encoders.vbench.score(frames, tuple(names))
+        if family == "copypaste":
+            return self.encoders.copypaste.score(frames, reference.image)
         if family == "flow":
             src = frames if dd_frames is None else dd_frames
             interval = self.protocol.dd_frame_interval(video_fps)

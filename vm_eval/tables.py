@@ -12,11 +12,14 @@ from __future__ import annotations
 import csv
 import io
 
-from .metrics import KIND_COLUMNS, KINDS, OBJECT_COLUMNS, get_metric
+from .metrics import KIND_COLUMNS, KINDS, OBJECT_COLUMNS, SUITE_COLUMNS, SUITE_LABELS, get_metric
 
 LAYOUTS = ("paper", "ablation")
 DIS_NOTE = "DD (DIS): OpenCV DIS flow instead of RAFT; NOT comparable with the paper's DD."
 RANDOM_NOTE = "RANDOM WEIGHTS (tiny preset): these numbers are meaningless; they only show the pipeline works."
+VBENCH_NOTE = ("VBench: subject / background consistency and aesthetic quality computed as VBench's own code does "
+               "(DINO ViT-B/16, CLIP ViT-B/32, LAION aesthetic head on CLIP ViT-L/14; per-video values in [0, 1]); "
+               "not the paper's protocol (docs/eval.md).")
 TOY_NOTE = ("Toy: Fidelity err. = colour earth mover's distance (RGB 0..255) between the generated subject and the "
             "reference subject (lower is better); Motion dir. = fraction of videos moving in the captioned direction.")
 
@@ -72,12 +75,18 @@ def table_blocks(summary: dict, layout: str = "paper") -> list[dict]:
         if not groups:
             continue
         present = {m for g in groups for m in g["metrics"]}
-        cols = _columns(kind, present)
-        values = [[g["metrics"].get(m, {}).get("value") for m in cols] for g in groups]
-        ranks_by_col = [_ranks([row[j] for row in values], get_metric(m).higher_is_better) for j, m in enumerate(cols)]
-        rows = [{"method": g["method"], "values": values[i], "ranks": [rc[i] for rc in ranks_by_col],
-                 "group": g} for i, g in enumerate(groups)]
-        blocks.append({"kind": kind, "title": _title(kind, layout), "columns": cols, "rows": rows})
+        suites = [("paper", _columns(kind, present))]
+        suites += [(s, [m for m in cols if m in present]) for s, cols in SUITE_COLUMNS.items()]
+        for suite, cols in suites:
+            if not cols:
+                continue
+            values = [[g["metrics"].get(m, {}).get("value") for m in cols] for g in groups]
+            ranks_by_col = [_ranks([row[j] for row in values], get_metric(m).higher_is_better)
+                            for j, m in enumerate(cols)]
+            rows = [{"method": g["method"], "values": values[i], "ranks": [rc[i] for rc in ranks_by_col],
+                     "group": g} for i, g in enumerate(groups)]
+            title = _title(kind, layout) + (f" - {SUITE_LABELS[suite]}" if SUITE_LABELS[suite] else "")
+            blocks.append({"kind": kind, "suite": suite, "title": title, "columns": cols, "rows": rows})
     return blocks
 
 
@@ -98,6 +107,8 @@ def to_markdown(summary: dict, layout: str = "paper") -> str:
             notes.add(DIS_NOTE)
         if b["kind"] == "toy":
             notes.add(TOY_NOTE)
+        if b.get("suite") == "vbench":
+            notes.add(VBENCH_NOTE)
         labels = [get_metric(m).label + ("↑" if get_metric(m).higher_is_better else "↓") for m in cols]
         out.append(f"## {b['title']}\n")
         out.append(_md_table(["Method"] + labels,

@@ -144,3 +144,29 @@ def _build_raft(folder: Path) -> None:
 def tiny_raft() -> Path:
     """A random torchvision ``raft_small`` state dict file."""
     return tiny_component("eval-raft", _build_raft) / "raft_small.pth"
+
+
+def _build_vbench_dino(folder: Path) -> None:
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = timm.create_model("vit_base_patch16_224.dino", pretrained=False, num_classes=0, **TINY_DINO_KWARGS)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "timm_kwargs.json").write_text(json.dumps(TINY_DINO_KWARGS))
+
+
+def tiny_vbench_dino() -> Path:
+    """A shrunken random timm ``vit_base_patch16_224.dino`` (VBench subject consistency's DINO ViT-B/16 layout)."""
+    return tiny_component("eval-vbench-dino", _build_vbench_dino)
+
+
+def _build_aesthetic(folder: Path) -> None:
+    torch.manual_seed(0)
+    head = nn.Linear(TINY_CLIP_CONFIG["embed_dim"], 1)
+    torch.save(head.state_dict(), folder / "sa_0_4_vit_l_14_linear.pth")
+
+
+def tiny_aesthetic_head() -> Path:
+    """A random ``Linear(embed_dim of the tiny CLIP, 1)`` state dict in the LAION head's file format."""
+    return tiny_component("eval-aesthetic", _build_aesthetic) / "sa_0_4_vit_l_14_linear.pth"
