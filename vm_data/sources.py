@@ -216,6 +216,12 @@ def _first_key(row: dict, keys: tuple[str, ...]) -> str | None:
 
 def _from_table(path: Path, rows: list[InputRow]) -> list[ClipSpec]:
     base = path.parent  # absolute: discover() made the input path absolute
+    return specs_from_rows(rows, lambda data: _spec_from_row(data, base))
+
+
+def specs_from_rows(rows: list[InputRow], make) -> list[ClipSpec]:
+    """``make(row.data)`` per row; a row that cannot be read or made into a clip becomes an error spec naming its
+    file and line (never a neighbour's problem)."""
     specs = []
     for row in rows:
         if row.error:
@@ -223,7 +229,7 @@ def _from_table(path: Path, rows: list[InputRow]) -> list[ClipSpec]:
             specs.append(bad_row_spec(row, row.error))
             continue
         try:
-            specs.append(_spec_from_row(row.data, base))
+            specs.append(make(row.data))
         except RowError as exc:
             logger.warning("%s: %s", row.where, exc)
             specs.append(bad_row_spec(row, str(exc)))
@@ -271,16 +277,8 @@ def _from_videobooth(root: Path, video_root: Path) -> list[ClipSpec]:
         if not mask_root.is_dir():
             continue
         _, rows = read_csv_rows(csv_path)
-        for row in rows:
-            if row.error:
-                logger.warning("%s", row.message)
-                specs.append(bad_row_spec(row, row.error))
-                continue
-            try:
-                specs.append(_videobooth_clip(row.data, class_word, mask_root, video_root))
-            except RowError as exc:
-                logger.warning("%s: %s", row.where, exc)
-                specs.append(bad_row_spec(row, str(exc)))
+        specs += specs_from_rows(rows, lambda data, c=class_word, m=mask_root: _videobooth_clip(data, c, m,
+                                                                                                 video_root))
     return [s for s in specs if s is not None]
 
 

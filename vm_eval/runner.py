@@ -105,6 +105,13 @@ class LoopStats:
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
 
+    def record(self, store: SampleStore, rows: list[dict]) -> None:
+        """Append one video's rows to the store and count them."""
+        store.append(rows)
+        self.done += 1
+        self.errors += sum(r["status"] == ERROR for r in rows)
+        self.internal_errors += _internal(rows)
+
 
 # ---------------------------------------------------------------------------------------------------- bench run
 @dataclass
@@ -210,11 +217,7 @@ def run_items(bench: Benchmark, items: list[WorkItem], out_dir: Path, *, method:
                     "height": int(frames.shape[1]), "width": int(frames.shape[2]), **(common or {}),
                     "fingerprint": planned[(method, it.sample_id)],
                 }
-                rows = result_rows(base, results)
-                store.append(rows)
-                stats.done += 1
-                stats.errors += sum(r["status"] == ERROR for r in rows)
-                stats.internal_errors += _internal(rows)
+                stats.record(store, result_rows(base, results))
                 bar.update(1)
     stats.seconds = time.perf_counter() - t0
     stats.extra["reference_preprocessing"] = {k: v.info for k, v in preps.items()}
@@ -294,11 +297,7 @@ def score_tasks(tasks: list[ScoreTask], out_dir: Path, *, scorer: VideoScorer, p
                 fps = None if Path(t.video).suffix.lower() == ".gif" else info.fps
                 results = scorer.score(frames, prompt=t.prompt, reference=refs[t.reference], kind=t.kind,
                                        video_fps=fps)
-            rows = result_rows(base, results)
-            store.append(rows)
-            stats.done += 1
-            stats.errors += sum(r["status"] == ERROR for r in rows)
-            stats.internal_errors += _internal(rows)
+            stats.record(store, result_rows(base, results))
             bar.update(1)
     stats.seconds = time.perf_counter() - t0
     return stats
