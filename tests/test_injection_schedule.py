@@ -379,3 +379,15 @@ def test_render_video_passes_the_controls(pipe, reference):
                   num_inference_steps=3, guidance_scale=8.0, generator=torch.Generator("cpu").manual_seed(3),
                   output_type="np", injection_schedule="0:0,0.5:1", reference_guidance_scale=2.0).frames[0]
     np.testing.assert_array_equal(video, direct)
+
+
+def test_report_shows_the_controls_of_each_run():
+    from pathlib import Path
+
+    from vm_eval.html_report import render_html
+    from vm_eval.report import aggregate
+
+    meta = {"_dir": "runs/x", "benchmark": "toy", "generation": {
+        "guidance_scale": 4.0, "reference_guidance_scale": 2.0, "injection_schedule": "customcrafter"}}
+    html = render_html([], aggregate([]), Path("."), run_meta=[meta])
+    assert "injection_schedule: customcrafter" in html and "reference_guidance_scale: 2.0" in html

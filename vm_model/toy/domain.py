@@ -9,9 +9,10 @@ reference image: the subject alone on white, cropped and resized as subject-high
 
 With ``SubjectRanges.attribute == "stripes"`` the subject also has an attribute that the caption *and* the reference
 both show: its stripe orientation (``hstripes``: the two colours split top / bottom; ``vstripes``: left / right;
-no checkerboard; colour 1 bright, colour 2 dark). The caption names it ("a shape with horizontal stripes moving left") and the reference, cut from
-the same clip, shows it. A model that pastes the reference copies the reference's orientation when a caption asks
-for the other one (the toy analogue of a reference photo's pose leaking into the video; docs/injection_schedule.md).
+no checkerboard; colour 1 bright, colour 2 dark). The caption names it ("a shape with horizontal stripes moving
+left") and the reference, cut from the same clip, shows it. A model that pastes the reference copies the
+reference's orientation when a caption asks for the other one (the toy analogue of a reference photo's pose
+leaking into the video; docs/injection_schedule.md).
 """
 
 from __future__ import annotations
