@@ -170,6 +170,9 @@ class TrainConfig:
 TRAIN_PRESETS = presets_for({
     "tiny": dict(num_frames=4, frame_stride=2, resolution=64, gradient_checkpointing=False, num_workers=0,
                  checkpoint_every=1, validation_inference_steps=2),
+    # the toy's clip shape (benchmarks/toy_customization.py trains with these); --weights builtin:toy continues
+    # from the shipped model
+    "toy": dict(num_frames=4, frame_stride=1, resolution=32, gradient_checkpointing=False, num_workers=0),
 }, keys=("sources",))
 
 
