@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from vm_common.distributed import ProcessInfo

@@ -33,3 +33,10 @@ def use_cpu(device: str | None = None) -> bool:
 def default_device() -> str:
     """``"cpu"`` when :func:`use_cpu` says so, else ``"cuda"`` (the current CUDA device of this process)."""
     return "cpu" if use_cpu() else "cuda"
+
+
+def default_dtype(device) -> "torch.dtype":  # noqa: F821 - torch is imported lazily
+    """fp16 on CUDA, fp32 elsewhere: the precision a command runs its models in unless told otherwise."""
+    import torch
+
+    return torch.float16 if torch.device(device).type == "cuda" else torch.float32

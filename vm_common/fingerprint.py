@@ -23,6 +23,13 @@ def digest(value: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:DIGEST_CHARS]
 
 
+def array_digest(array) -> str:
+    """Digest of an array's bytes, shape and dtype (say, the reference pixels a video was made from)."""
+    h = hashlib.sha256(f"{array.shape}|{array.dtype}|".encode("utf-8"))
+    h.update(array.tobytes())
+    return h.hexdigest()[:DIGEST_CHARS]
+
+
 def file_digest(path: str | Path) -> str:
     """Digest of a file's bytes (``missing`` when it does not exist)."""
     h = hashlib.sha256()

@@ -27,7 +27,6 @@ kind ``internal_error`` (``VM_ERROR_POLICY=raise``: it propagates); the command 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -37,9 +36,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import yaml
 
 from vm_common.config import ConfigError, add_dataclass_arguments, build_config, config_to_dict
 from vm_common.distributed import SHARD_DIR, process_info, shard_files, shard_path, split_for_process
@@ -47,7 +44,7 @@ from vm_common.error_policy import INTERNAL_ERROR, ErrorPolicy, internal_errors_
 from vm_common.errors import StaleOutputError, run_main
 from vm_common.fingerprint import config_changes
 from vm_common.io_utils import append_jsonl, atomic_write_json, atomic_write_text, dumps_row, read_jsonl, repair_jsonl
-from vm_common.output_lock import hold_output_folder
+from vm_common.output_lock import hold_output_folder, remove_orphan_temporaries
 from vm_common.provenance import provenance
 from vm_common.status import ERROR, KEPT, REJECTED
 from vm_common.tiny import PRESETS
@@ -189,16 +186,6 @@ def row_shards(out: Path) -> list[Path]:
     return shard_files(out, ROWS_SHARD, old_kinds=OLD_ROWS_SHARDS)
 
 
-def clean_temporaries(out: Path) -> int:
-    """Delete temporary files left by writes that were interrupted (their targets were never renamed)."""
-    removed = 0
-    for path in list(out.rglob(".*.tmp*")):
-        if path.is_file():
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
 def done_clip_ids(out: Path) -> set[str]:
     done: set[str] = set()
     for path in row_shards(out):
@@ -220,7 +207,7 @@ def _prepare_output(cfg: PreprocessConfig, out: Path) -> None:
     if cfg.resume:
         for path in row_shards(out):
             repair_jsonl(path)
-        removed = clean_temporaries(out)
+        removed = remove_orphan_temporaries(out, older_than=time.time())  # this run holds the folder alone
         if removed:
             logger.info("resume: removed %d temporary file(s) of interrupted writes", removed)
 

@@ -178,15 +178,19 @@ class KindGenerator:
 
     def __init__(self, pipeline, protocol: GenerationProtocol):
         self.pipeline, self.protocol = pipeline, protocol
+        self._encoded: tuple | None = None  # (pipeline, reference image, latents): each subject is encoded once
 
     def many(self, prompts: list[str], reference_image, seeds: list[int]) -> list:
         from vm_model.protocol import render_videos, to_uint8
 
         pipe, protocol = self.pipeline(), self.protocol
-        latents = pipe.prepare_reference_latents(reference_image, protocol.height, protocol.width,
-                                                 pipe._execution_device, pipe.unet.dtype,
-                                                 encoding=protocol.reference_encoding, alpha=protocol.reference_alpha)
-        return [to_uint8(v) for v in render_videos(pipe, protocol, prompts, latents, seeds)]
+        if self._encoded is None or self._encoded[0] is not pipe or self._encoded[1] is not reference_image:
+            latents = pipe.prepare_reference_latents(reference_image, protocol.height, protocol.width,
+                                                     pipe._execution_device, pipe.unet.dtype,
+                                                     encoding=protocol.reference_encoding,
+                                                     alpha=protocol.reference_alpha)
+            self._encoded = (pipe, reference_image, latents)
+        return [to_uint8(v) for v in render_videos(pipe, protocol, prompts, self._encoded[2], seeds)]
 
     def __call__(self, prompt: str, reference_image, seed: int):
         return self.many([prompt], reference_image, [seed])[0]

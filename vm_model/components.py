@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from vm_common.devices import default_device
+from vm_common.devices import default_device, default_dtype
 from vm_common.weights import MissingWeightsError, resolve_source
 
 from .execution import ExecutionOptions, place_pipeline
@@ -22,10 +22,6 @@ OFFICIAL_WEIGHTS = {"human": VIDEOMAKER_HUMAN, "object": VIDEOMAKER_OBJECT}
 
 __all__ = ["ModelSources", "load_base_components", "load_pipeline", "resolve_videomaker_weights",
            "base_model_prediction_type", "base_scheduler_config", "default_dtype"]
-
-
-def default_dtype(device: str | torch.device) -> torch.dtype:
-    return torch.float16 if torch.device(device).type == "cuda" else torch.float32
 
 
 def _how(source: str) -> str:

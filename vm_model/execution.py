@@ -46,7 +46,9 @@ def place_pipeline(pipe, device: str, options: ExecutionOptions | None = None):
     if options.offload == "model":
         pipe.enable_model_cpu_offload(device=device)
     elif options.offload == "sequential":
-        if torch_device_type(device) == "cpu":
+        import torch
+
+        if torch.device(device).type == "cpu":
             raise ValueError("--offload sequential needs a GPU: it streams weights from the CPU to the device that "
                              "computes, and here that is the CPU itself (use --offload model or none)")
         pipe.enable_sequential_cpu_offload(device=device)
@@ -62,12 +64,6 @@ def place_pipeline(pipe, device: str, options: ExecutionOptions | None = None):
         pipe.unet = torch.compile(pipe.unet)
         logger.info("UNet compiled with torch.compile (the first call is slow)")
     return pipe
-
-
-def torch_device_type(device) -> str:
-    import torch
-
-    return torch.device(device).type
 
 
 def batches(items: list, size: int) -> list[list]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import logging
 import json
 import re
@@ -32,7 +31,7 @@ import numpy as np
 from vm_common.config import ConfigError, add_dataclass_arguments, build_config, config_to_dict
 from vm_common.error_policy import RAISE, ErrorPolicy
 from vm_common.errors import StaleOutputError, run_main
-from vm_common.fingerprint import changed_parts, diff_keys, digest
+from vm_common.fingerprint import array_digest, changed_parts, diff_keys, digest, fingerprint
 from vm_common.io_utils import atomic_write_json
 from vm_common.output_lock import hold_output_folder
 from vm_common.media import load_image, write_gif, write_mp4
@@ -144,15 +143,11 @@ def _highlight(references, sources_names, cfg: GenerateConfig):
     return out, notes
 
 
-def _fingerprint(run_identity: dict, prompt: str, seed: int) -> str:
-    """Digest of everything that decides a video: sources, protocol, references (bytes), prompt and seed."""
-    text = json.dumps({**run_identity, "prompt": prompt, "seed": int(seed)}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _fingerprint_parts(run_identity: dict, prompt: str, seed: int) -> dict[str, str]:
-    """Per-part digests of :func:`_fingerprint`'s input, stored in the sidecar to name what changed."""
-    return {**{k: digest(v) for k, v in run_identity.items()}, "prompt": digest(prompt), "seed": digest(int(seed))}
+def _video_fingerprint(run_identity: dict, prompt: str, seed: int) -> tuple[str, dict[str, str]]:
+    """(fingerprint, per-part digests) of everything that decides a video: sources, protocol, highlight, reference
+    pixels, prompt and seed. The parts are stored in the sidecar to name what changed."""
+    parts = fingerprint({**run_identity, "prompt": prompt, "seed": int(seed)})
+    return digest(parts), parts
 
 
 def _read_sidecar(path: Path) -> dict | None:
@@ -228,12 +223,12 @@ def generate(cfg: GenerateConfig, references, reference_names: list[str], prompt
     if cfg.highlight:
         references, highlight_notes = _highlight(references, reference_names, cfg)
     identity = {"sources": dataclasses.asdict(sources), "generation": dataclasses.asdict(protocol),
-                "highlight": cfg.highlight, "references": [_image_digest(im) for im in references]}
+                "highlight": cfg.highlight, "references": [array_digest(np.asarray(im)) for im in references]}
     planned = {}
     for p_index, prompt in enumerate(prompts):
         for seed in protocol.seeds:
             stem = f"{p_index:03d}-{slugify(prompt)}-s{seed}"
-            planned[stem] = (_fingerprint(identity, prompt, seed), _fingerprint_parts(identity, prompt, seed))
+            planned[stem] = _video_fingerprint(identity, prompt, seed)
     _refuse_or_clear(out_dir, find_stale_videos(out_dir, planned, identity), overwrite)
 
     pipe = load_pipeline(sources, device=device, dtype=protocol.torch_dtype(device),
@@ -258,31 +253,26 @@ def generate(cfg: GenerateConfig, references, reference_names: list[str], prompt
     for p_index, prompt in enumerate(prompts):
         for seed in protocol.seeds:
             stem = f"{p_index:03d}-{slugify(prompt)}-s{seed}"
-            fingerprint = _fingerprint(identity, prompt, seed)
-            if _already_made(out_dir, stem, fingerprint):
+            if _already_made(out_dir, stem, planned[stem][0]):
                 skipped += 1
             else:
-                todo.append((stem, prompt, seed, fingerprint))
+                todo.append((stem, prompt, seed, planned[stem][0]))
     done = 0
     for batch in batches(todo, cfg.execution.batch_size):
         videos = render_videos(pipe, protocol, [b[1] for b in batch], reference_latents, [b[2] for b in batch])
-        for (stem, prompt, seed, fingerprint), frames in zip(batch, videos):
+        for (stem, prompt, seed, video_fingerprint), frames in zip(batch, videos):
             video = to_uint8(frames)
             write_mp4(out_dir / f"{stem}.mp4", video, fps=protocol.fps)
             write_gif(out_dir / f"{stem}.gif", video, fps=protocol.fps)
             atomic_write_json(out_dir / f"{stem}.json", {  # last: a sidecar means the video is complete
                 "prompt": prompt, "seed": seed, "video": f"{stem}.mp4", "gif": f"{stem}.gif",
                 "num_frames": int(video.shape[0]), "height": int(video.shape[1]), "width": int(video.shape[2]),
-                "fingerprint": fingerprint, "fingerprint_parts": planned[stem][1], **run_info,
+                "fingerprint": video_fingerprint, "fingerprint_parts": planned[stem][1], **run_info,
             })
             done += 1
             logger.info("wrote %s", out_dir / f"{stem}.mp4")
     logger.info("generated %d video(s), %d already present, in %s", done, skipped, out_dir)
     return 0
-
-
-def _image_digest(image) -> str:
-    return hashlib.sha256(np.asarray(image).tobytes() + str(np.asarray(image).shape).encode()).hexdigest()
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from vm_common.devices import default_dtype
+
 from .guidance import check_reference_guidance_scale
 from .injection import parse_injection_schedule
 
@@ -129,7 +131,7 @@ class GenerationProtocol:
 
     def torch_dtype(self, device: str | torch.device) -> torch.dtype:
         if self.dtype == "auto":
-            return torch.float16 if torch.device(device).type == "cuda" else torch.float32
+            return default_dtype(device)
         return DTYPES[self.dtype]
 
     def generator(self, seed: int, device: str | torch.device) -> torch.Generator:
