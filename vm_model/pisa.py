@@ -23,6 +23,7 @@ the paper's PISA and runs exactly today's code (the key is not even passed); w =
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -348,13 +349,19 @@ def reference_aware(processor, weighted: bool = False) -> bool:
     """True for a processor that takes the per-call reference layout (declares PISA's frame-count kwargs by name,
     as diffusers requires): ours, or a user's own implementation of the same contract. ``weighted``: it must also
     declare the reference weight."""
+    params = _declared_kwargs(type(processor))
+    return _KW_FRAMES in params and _KW_REFS in params and (not weighted or _KW_WEIGHT in params)
+
+
+@functools.lru_cache(maxsize=None)
+def _declared_kwargs(processor_class: type) -> frozenset[str]:
+    """The parameter names of a processor class's ``__call__`` (per class: checked on every reference call)."""
     import inspect
 
     try:
-        params = inspect.signature(processor.__call__).parameters
+        return frozenset(inspect.signature(processor_class.__call__).parameters)
     except (TypeError, ValueError):
-        return False
-    return _KW_FRAMES in params and _KW_REFS in params and (not weighted or _KW_WEIGHT in params)
+        return frozenset()
 
 
 def check_pisa_installed(unet, weighted: bool = False) -> None:
@@ -364,8 +371,8 @@ def check_pisa_installed(unet, weighted: bool = False) -> None:
     ``enable_xformers_memory_efficient_attention()`` would silently generate without the subject (diffusers drops
     the kwargs the replacement does not declare)."""
     model = getattr(unet, "module", unet)
-    processors = model.attn_processors
-    expected = spatial_self_attention_names(model) + spatial_cross_attention_names(model)
+    processors = model.attn_processors  # one walk of the module tree (this runs on every call with a reference)
+    expected = [n for n in processors if _is_spatial(n) and n.endswith(("attn1.processor", "attn2.processor"))]
     wrong = [(n, type(processors.get(n)).__name__) for n in expected
              if not reference_aware(processors.get(n), weighted)]
     if wrong:
