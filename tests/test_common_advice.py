@@ -18,14 +18,16 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("vm_common", "vm_data", "vm_eval", "vm_model")
 FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9]*(?:[-_][a-z0-9]+)*)")
 COMMAND = re.compile(r"`vm ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?|\bvm ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?")
-# flags of other programs that the docs and hints name: accelerate launch, pytest, git; and the placeholders of
+# flags of other programs that the docs and hints name: accelerate launch, pytest, git, hf download, the command
+# lines of VBench's evaluate.py and OpenS2V-Eval's scripts that `vm bench export` writes; and the placeholders of
 # vm_common.config's docstring
 FOREIGN = {"multi_gpu", "num_processes", "mixed_precision", "cpu", "runslow", "help", "porcelain", "untracked-files",
-           "flag", "no-flag"}
+           "config_file", "repo-type", "local-dir", "videos_path", "mode", "prompt_file", "dimension",
+           "input_video_folder", "input_json_file", "input_image_folder", "flag", "no-flag"}
 # entry points besides `vm` whose own parsers the strings may name (python -m / python benchmarks/...)
 OTHER_ENTRY_POINTS = ("vm_model/toy/export.py", "benchmarks/toy_customization.py")
 DECLARED = re.compile(r"add_argument\(\s*\"--([a-z0-9-]+)\"")
-BENCH_SUBCOMMANDS = {"run", "score", "report"}
+BENCH_SUBCOMMANDS = {"run", "score", "report", "export"}
 
 
 def _strings(path: Path) -> list[str]:

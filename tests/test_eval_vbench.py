@@ -90,7 +90,7 @@ def test_suites_select_metrics_and_keep_the_default():
     assert parse_suites("") == DEFAULT_SUITES == ("paper",)
     assert parse_suites("vbench, paper") == ("paper", "vbench")
     with pytest.raises(ValueError, match="unknown metric suite"):
-        parse_suites("paper,opens2v")
+        parse_suites("paper,nosuchsuite")
     assert metrics_for("human", "raft") == ("clip_t", "face_sim", "clip_i", "dino_i", "t_cons", "dd")
     assert metrics_for("object", "dis", ("vbench",)) == VBENCH_COLUMNS
     assert metrics_for("toy", "raft", ("vbench",)) == ("toy_fidelity", "toy_motion")
@@ -139,7 +139,7 @@ def test_score_command_with_the_vbench_suite(tmp_path):
     table = (out / "table.md").read_text()
     assert "VBench" in table and "CLIP-T" not in table
     assert bench_main(["score", "--manifest", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "o2"), "--preset",
-                       "tiny", "--suites", "paper,opens2v", "--no-progress"]) == 2  # a user error, before any work
+                       "tiny", "--suites", "paper,nosuchsuite", "--no-progress"]) == 2  # a user error, before any work
 
 
 # ------------------------------------------------------------------------------------------ copy-paste (issue 16 §3)

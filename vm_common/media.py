@@ -206,8 +206,12 @@ def _as_uint8_frames(frames: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
 
 
 def write_mp4(path: str | os.PathLike, frames: Sequence[np.ndarray] | np.ndarray, fps: float = 8.0,
-              crf: int = 17) -> Path:
-    """Write uint8 RGB frames (T, H, W, 3) as H.264 mp4 (yuv420p; odd sizes padded by one pixel), atomically."""
+              crf: int = 17, pix_fmt: str = "yuv420p") -> Path:
+    """Write uint8 RGB frames (T, H, W, 3) as H.264 mp4 (``pix_fmt`` yuv420p, the most widely readable, or
+    yuv444p, which with crf 0 keeps the frames up to the RGB <-> YUV rounding; odd sizes padded by one pixel),
+    atomically."""
+    if pix_fmt not in ("yuv420p", "yuv444p"):
+        raise ValueError(f"pix_fmt must be yuv420p or yuv444p, got {pix_fmt!r}")
     import av
 
     arr = _as_uint8_frames(frames)
@@ -219,7 +223,7 @@ def write_mp4(path: str | os.PathLike, frames: Sequence[np.ndarray] | np.ndarray
         with av.open(str(tmp), mode="w", format="mp4") as container:
             stream = container.add_stream("libx264", rate=int(round(fps)) or 1)
             stream.width, stream.height = arr.shape[2], arr.shape[1]
-            stream.pix_fmt = "yuv420p"
+            stream.pix_fmt = pix_fmt
             stream.options = {"crf": str(crf)}
             for frame in arr:
                 for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):

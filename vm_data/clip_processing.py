@@ -58,6 +58,9 @@ class ClipRules:
     multi_subject_frames: int = 1
     person_prompt: str = "head"
     default_class_word: str | None = None
+    subjects: tuple[str, ...] = ()  # multi-subject clips: one detector prompt per subject (vm_data.multi_subject)
+    detect_every: int = 1  # multi-subject: detector on every N-th frame, boxes interpolated between
+    mask_side: int = 256  # multi-subject: longer side of the stored per-frame masks (0: the video's size)
 
 
 @dataclass
@@ -122,10 +125,13 @@ def _prepare(spec: ClipSpec, rules: ClipRules) -> Prepared:
     if not verdict.keep:
         return Prepared(spec, row=_base_row(spec, info, rules, status=REJECTED, reason=verdict.reason,
                                             filter_score=verdict.score, detail=verdict.detail))
-    if spec.reference_images:
+    if rules.subjects:  # multi-subject: every frame gets masks (provided references / masks are not used)
+        indices = list(range(info.num_frames))
+    elif spec.reference_images:
         return Prepared(spec, info=info)  # provided references: nothing to decode
-    indices = [m.frame for m in spec.provided_masks] if spec.provided_masks else \
-        uniform_indices(info.num_frames, rules.num_references)
+    else:
+        indices = [m.frame for m in spec.provided_masks] if spec.provided_masks else \
+            uniform_indices(info.num_frames, rules.num_references)
     try:
         decoded = read_frames(spec.video, indices)
     except (MediaError, ValueError) as exc:
@@ -169,6 +175,9 @@ def finish_clips(batch: list[Prepared], highlighter: SubjectHighlighter, rules: 
     frames, owners, prompts = [], [], []
     for i, p in enumerate(batch):
         if rows[i] is not None:
+            continue
+        if rules.subjects:
+            rows[i] = _guard(p, rules, lambda p=p: decide_subjects(p, highlighter, rules, out_dir), policy)
             continue
         if p.spec.reference_images or p.spec.provided_masks:
             rows[i] = _guard(p, rules, lambda p=p: _provided_references(p, highlighter.config, rules, out_dir),
@@ -251,6 +260,51 @@ def decide(p: Prepared, results: list[HighlightResult], rules: ClipRules, out_di
     detail = f"{len(same)} of {len(results)} frames {reason}" + (f"; e.g. {same[0].reason}" if same and same[0].reason else "")
     return _base_row(p.spec, p.info, rules, status=REJECTED, reason=reason, filter_score=score, detail=detail,
                      extra=extra)
+
+
+def decide_subjects(p: Prepared, highlighter: SubjectHighlighter, rules: ClipRules, out_dir: Path) -> ManifestRow:
+    """The row of a multi-subject clip (``rules.subjects``; :mod:`vm_data.multi_subject`): kept with one
+    :class:`~vm_data.clip_manifest.SubjectEntry` per subject (its references and per-frame mask file; the row-level
+    references, boxes, scores are the first subject's), or rejected as ``<reason>:<subject>``: a subject seen twice
+    (a second instance) in at least ``multi_subject_frames`` sampled frames -> ``multiple_subjects:<subject>``;
+    else the first subject not found in at least ``min_references`` sampled frames, with its most frequent frame
+    status."""
+    from .multi_subject import highlight_clip, write_subject
+
+    sample = uniform_indices(len(p.frames), rules.num_references)
+    outcomes = highlight_clip(p.frames, rules.subjects, sample, highlighter.detector, highlighter.segmenter,
+                              highlighter.config, detect_every=rules.detect_every)
+    extra = {"subject_frames": {o.name: o.frames for o in outcomes}}
+    if p.warning:
+        extra["decode_warning"] = p.warning
+    for o in outcomes:  # as for one subject: a second instance in enough sampled frames rejects the clip
+        multiple = [f for f in o.frames if f["status"] == filters.MULTIPLE_SUBJECTS]
+        if len(multiple) >= max(1, rules.multi_subject_frames):
+            return _base_row(p.spec, p.info, rules, status=REJECTED, reason=f"{filters.MULTIPLE_SUBJECTS}:{o.name}",
+                             filter_score=max(float(f["second_score"] or 0.0) for f in multiple),
+                             detail=f"{o.name}: {len(multiple)} of {len(o.frames)} sampled frames show a second "
+                                    f"instance ({multiple[0]['detail']})", extra=extra)
+    need = max(1, rules.min_references)
+    missing = [o for o in outcomes if len(o.usable) < need]
+    if missing:
+        first = missing[0]
+        same = [f for f in first.frames if f["status"] == first.reason()]
+        score = max((float(f["score"]) for f in same if f["score"] is not None), default=None)
+        detail = "; ".join(f"{o.name}: {len(o.usable)} of {len(o.frames)} sampled frames usable, need {need} "
+                           f"(mostly {o.reason()})" for o in missing)
+        return _base_row(p.spec, p.info, rules, status=REJECTED, reason=f"{first.reason()}:{first.name}",
+                         filter_score=score, detail=detail, extra=extra)
+    entries = [write_subject(out_dir, p.spec.clip_id, s, o, p.frames, highlighter.config, rules.mask_side)
+               for s, o in enumerate(outcomes)]
+    row = _base_row(p.spec, p.info, rules, status=KEPT, extra=extra,
+                    filter_score=min(max(u[2] for u in o.usable) for o in outcomes))
+    row.subjects = entries
+    row.references = list(entries[0].references)
+    row.boxes = [list(b) for b in entries[0].boxes]
+    row.scores = list(entries[0].scores)
+    row.frame_indices = list(entries[0].frame_indices)
+    row.mask_area = [float(u[4]) for u in outcomes[0].usable]
+    return row
 
 
 def _provided_references(p: Prepared, config: HighlightConfig, rules: ClipRules, out_dir: Path) -> ManifestRow:

@@ -8,6 +8,14 @@ uniformly among the positions where the span fits.
 
 Determinism: everything random in a sample (start frame, which of the K references, the augmentation) comes from
 one generator seeded with ``(seed, epoch, index)``; call :meth:`VideoClipDataset.set_epoch` each epoch.
+
+Multi-subject manifests (schema 2, rows with ``subjects``): when a kept row has subjects, the dataset serves
+multi-subject items. Every item then also has ``references`` (R, 3, H, W) in [-1, 1] (one reference per subject,
+picked and augmented like the single reference, each with its own draw) and ``subject_masks`` (R, F, H, W) float in
+[0, 1] (the subject's per-frame mask file, same frames, resized and cropped exactly like the video frames);
+``reference`` is the first subject's. R is the subject count of the first such row; rows with another count (or
+without subjects, or a subject without references or mask file) are left out and listed in ``skipped``, since a
+batch needs one R.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from vm_common.media import VideoReadError, load_image, video_info
 from vm_common.status import KEPT
 
 from .augment import AugmentConfig, augment_reference, pick_reference
-from .clip_manifest import ManifestError, ManifestRow, read_manifest
+from .clip_manifest import SUBJECT_MASKS_KEY, ManifestError, ManifestRow, read_manifest
 from .reference import pad_to_square
 from .video import read_frames, strided_indices
 
@@ -68,7 +76,18 @@ class VideoClipDataset(torch.utils.data.Dataset):
         self.rows: list[ManifestRow] = []
         self.lengths: list[int] = []
         self.skipped: list[tuple[str, str]] = []
-        for row in read_manifest(self.manifest_path, status=KEPT):
+        self.num_subjects: int | None = None  # R of a multi-subject dataset (module docstring), else None
+        rows = list(read_manifest(self.manifest_path, status=KEPT))
+        for row in rows:
+            if row.subjects:
+                self.num_subjects = len(row.subjects)
+                break
+        for row in rows:
+            if self.num_subjects is not None:
+                reason = self._multi_subject_problem(row)
+                if reason:
+                    self.skipped.append((row.clip_id, reason))
+                    continue
             n = row.num_frames
             if n is None:
                 try:
@@ -90,6 +109,16 @@ class VideoClipDataset(torch.utils.data.Dataset):
         if not self.rows:
             raise ManifestError(f"{self.manifest_path}: no usable kept clips for {self.num_frames} frames "
                              f"({len(self.skipped)} left out)")
+
+    def _multi_subject_problem(self, row: ManifestRow) -> str | None:
+        if len(row.subjects) != self.num_subjects:
+            return f"{len(row.subjects)} subjects; this multi-subject dataset trains on {self.num_subjects}-subject clips"
+        for subject in row.subjects:
+            if not subject.references:
+                return f"subject {subject.name!r} has no reference images"
+            if not subject.masks:
+                return f"subject {subject.name!r} has no mask file"
+        return None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -135,11 +164,45 @@ class VideoClipDataset(torch.utils.data.Dataset):
                                  f"decoded ({decoded.warning}); the manifest says it has {self.lengths[index]} frames")
         video = self.video_tensor(decoded.frames)
 
+        if self.num_subjects is not None:
+            return self._multi_subject_item(row, rng, video, indices)
         ref_rel = pick_reference(row.references, rng)
         ref_path = row.resolve(ref_rel, self.base)
         ref_t = augment_reference(self.reference_tensor(ref_path), self.augment, rng).clamp_(0, 1).mul_(2).sub_(1)
         return {"video": video.contiguous(), "reference": ref_t.contiguous(), "caption": row.caption,
                 "clip_id": row.clip_id, "frame_indices": indices, "reference_path": str(ref_path)}
+
+    def subject_masks_tensor(self, row: ManifestRow, path: Path, indices: list[int]) -> torch.Tensor:
+        """A subject's mask file at the sampled frames -> (F, height, width) float in [0, 1], resized and cropped
+        like the frames (:meth:`video_tensor`)."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if SUBJECT_MASKS_KEY not in data.files:
+                    raise ManifestError(f"clip {row.clip_id}: mask file {path} has no array {SUBJECT_MASKS_KEY!r} "
+                                        f"(has {data.files})")
+                masks = data[SUBJECT_MASKS_KEY]
+        except (OSError, ValueError) as exc:
+            raise ManifestError(f"clip {row.clip_id}: cannot read mask file {path}: {exc}") from None
+        if masks.ndim != 3 or max(indices) >= masks.shape[0]:
+            raise ManifestError(f"clip {row.clip_id}: mask file {path} holds shape {masks.shape}; expected "
+                                f"(num_frames, H, W) covering frame {max(indices)}")
+        picked = torch.from_numpy((masks[indices] > 0).astype(np.float32))[:, None]  # (F, 1, h, w)
+        return _resize_cover(picked, self.height, self.width)[:, 0].clamp_(0, 1)
+
+    def _multi_subject_item(self, row: ManifestRow, rng: np.random.Generator, video: torch.Tensor,
+                            indices: list[int]) -> dict:
+        refs, masks, paths = [], [], []
+        for subject in row.subjects:
+            ref_path = row.resolve(pick_reference(subject.references, rng), self.base)
+            refs.append(augment_reference(self.reference_tensor(ref_path), self.augment, rng)
+                        .clamp_(0, 1).mul_(2).sub_(1))
+            masks.append(self.subject_masks_tensor(row, row.resolve(subject.masks, self.base), indices))
+            paths.append(str(ref_path))
+        references = torch.stack(refs).contiguous()
+        return {"video": video.contiguous(), "reference": references[0], "references": references,
+                "subject_masks": torch.stack(masks).contiguous(), "caption": row.caption, "clip_id": row.clip_id,
+                "frame_indices": indices, "reference_path": paths[0], "reference_paths": paths,
+                "subject_names": [s.name for s in row.subjects]}
 
 
 __all__ = ["VideoClipDataset", "effective_stride", "AugmentConfig"]

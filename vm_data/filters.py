@@ -74,13 +74,17 @@ def distinct_subjects(det: Detections, threshold: float, nms_iou: float) -> Dete
     boxes, scores = det.boxes[keep_mask], det.scores[keep_mask]
     kept: list[int] = []
     for i in range(len(boxes)):  # already sorted best first
-        if kept:
-            ious = box_iou(boxes[i:i + 1], boxes[kept])[0]
-            inside = _fraction_inside(boxes[i], boxes[kept])
-            if (ious >= nms_iou).any() or (inside >= 0.9).any():
-                continue
+        if kept and same_subject(boxes[i], boxes[kept], nms_iou).any():
+            continue
         kept.append(i)
     return Detections(boxes[kept], scores[kept])
+
+
+def same_subject(box: np.ndarray, others: np.ndarray, nms_iou: float) -> np.ndarray:
+    """Per box of ``others`` (M, 4): is it the same subject as ``box`` (IoU >= ``nms_iou``, or ``box`` 90 % inside
+    it)? The rule of :func:`distinct_subjects`."""
+    others = np.asarray(others, np.float64).reshape(-1, 4)
+    return (box_iou(np.asarray(box)[None], others)[0] >= nms_iou) | (_fraction_inside(np.asarray(box), others) >= 0.9)
 
 
 def _fraction_inside(box: np.ndarray, others: np.ndarray) -> np.ndarray:

@@ -40,7 +40,7 @@ def _listed(problems: list[str]) -> str:
 
 def check_manifest_files(path: str | os.PathLike) -> ManifestCheck:
     """Raise :class:`ManifestError` unless ``path`` is a manifest whose every kept row's video and reference images
-    exist; returns the counts."""
+    (and, schema 2, every subject's references and mask file) exist; returns the counts."""
     path = Path(path).expanduser()
     if not path.exists():
         raise ManifestError(f"manifest not found: {path}")
@@ -72,7 +72,8 @@ def check_manifest_files(path: str | os.PathLike) -> ManifestCheck:
             continue
         if not row.references:
             problems.append(f"{line.where}: kept clip {row.clip_id} has no reference images")
-        missing = [str(row.resolve(p, base)) for p in [row.video, *row.references]
+        subject_files = [f for s in row.subjects for f in (*s.references, *([s.masks] if s.masks else []))]
+        missing = [str(row.resolve(p, base)) for p in [row.video, *row.references, *subject_files]
                    if not row.resolve(p, base).is_file()]
         if missing:
             problems.append(f"{line.where}: clip {row.clip_id}: missing {', '.join(missing[:3])}")

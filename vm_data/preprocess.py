@@ -9,8 +9,13 @@ Output folder::
     OUT/summary.json          counts per status and reason, throughput, random_weights
     OUT/run.json              resolved config, provenance, weights used
     OUT/references/xx/ID_k.png, OUT/masks/xx/ID_k.png
+    OUT/references/xx/ID/S-NAME_k.png, OUT/masks/xx/ID/S-NAME.npz   with --subjects: per subject S (schema 2)
     OUT/shards/clips-NNNNN.jsonl  per-process rows (the resume state; merged into manifest.jsonl)
     OUT/shards/stats-NNNNN.json   per-process throughput of the last run
+
+``--subjects "dog.,cat."`` (one detector prompt per subject) preprocesses multi-subject clips: every subject gets
+its own references and a mask for every frame of the clip (:mod:`vm_data.multi_subject`); a clip where a subject
+is not found is rejected with a reason naming it (``no_detection:cat``). Every frame of such a clip is decoded.
 
 Every process appends finished rows to its own shard file (one write + fsync per batch) after their PNGs were
 written and renamed into place, so a run killed at any moment loses at most the batch in flight. ``--resume``
@@ -52,6 +57,7 @@ from vm_common.tiny import PRESETS
 from .clip_manifest import ManifestRow
 from .clip_processing import ClipRules, Prepared, finish_clips, prepare_clip
 from .highlight import HighlightConfig, load_highlighter
+from .multi_subject import parse_subjects
 from .sources import CELEBV_DEFAULT_FIELDS, FORMATS, ClipSpec, discover
 
 logger = logging.getLogger(__name__)
@@ -84,6 +90,15 @@ class PreprocessConfig:
                                                      "min": 1})
     multi_subject_frames: int = field(default=1, metadata={
         "help": "reject a clip as multiple_subjects when at least this many sampled frames show several", "min": 1})
+    subjects: list[str] = field(default_factory=list, metadata={
+        "help": "multi-subject clips: one detector prompt per subject, comma-separated ('dog.,cat.'); each subject "
+                "gets its own references and a mask for every frame (manifest schema 2, docs/data.md)"})
+    subject_detect_every: int = field(default=1, metadata={
+        "help": "with --subjects: run the detector on every N-th frame (and the reference frames); boxes between "
+                "are interpolated, the segmenter still runs on every frame", "min": 1, "max": 1000})
+    subject_mask_side: int = field(default=256, metadata={
+        "help": "with --subjects: longer side of the stored per-frame masks in pixels (0: the video's size)",
+        "min": 0, "max": 16384})
     person_prompt: str = field(default="head", metadata={"help": "detector prompt for clips without a class word"})
     class_word: str | None = field(default=None, metadata={"help": "class word for every clip that has none "
                                                                     "(objects: 'dog', 'car' ...)"})
@@ -117,7 +132,8 @@ class PreprocessConfig:
             min_duration=self.min_duration, min_short_side=self.min_short_side, max_long_side=self.max_long_side,
             require_caption=self.require_caption, min_references=self.min_references,
             multi_subject_frames=self.multi_subject_frames, person_prompt=self.person_prompt,
-            default_class_word=self.class_word,
+            default_class_word=self.class_word, subjects=tuple(self.subjects),
+            detect_every=self.subject_detect_every, mask_side=self.subject_mask_side,
         )
 
 
@@ -143,6 +159,10 @@ def resolve_configs(argv: list[str]) -> tuple[PreprocessConfig, HighlightConfig]
     if pre.min_references > pre.num_references:
         raise ConfigError(f"--min-references ({pre.min_references}) cannot exceed --num-references "
                           f"({pre.num_references})")
+    try:
+        pre.subjects = parse_subjects(pre.subjects)
+    except ValueError as exc:
+        raise ConfigError(f"--subjects: {exc}") from None
     pre.input = Path(os.path.abspath(pre.input.expanduser()))  # recorded in run.json: comparable on --resume
     if pre.video_root is not None:
         pre.video_root = Path(os.path.abspath(pre.video_root.expanduser()))
@@ -154,6 +174,8 @@ def resolve_configs(argv: list[str]) -> tuple[PreprocessConfig, HighlightConfig]
 RESUME_IGNORED = ("resume", "overwrite", "device", "num_workers", "batch_clips", "log_every", "limit", "config",
                   "output", "highlight.detector_batch_size", "highlight.segmenter_batch_size")
 PATH_KEYS = ("input", "video_root")  # runs of earlier versions stored them as given: compared absolute
+# options added later: a run.json of an earlier version lacks them and was made with these values
+ADDED_DEFAULTS = {"subjects": [], "subject_detect_every": 1, "subject_mask_side": 256}
 
 
 def check_resume_config(cfg: PreprocessConfig, out: Path) -> None:
@@ -169,7 +191,10 @@ def check_resume_config(cfg: PreprocessConfig, out: Path) -> None:
                                f"configuration: pass --overwrite to start again") from None
     if not isinstance(stored, dict):
         raise StaleOutputError(f"{path} records no configuration; pass --overwrite to start again")
-    changes = config_changes(stored, config_to_dict(cfg), ignore=RESUME_IGNORED, paths=PATH_KEYS)
+    stored = {**ADDED_DEFAULTS, **stored}
+    # the multi-subject options decide nothing when neither run has subjects
+    unused = () if (cfg.subjects or stored.get("subjects")) else ("subject_detect_every", "subject_mask_side")
+    changes = config_changes(stored, config_to_dict(cfg), ignore=RESUME_IGNORED + unused, paths=PATH_KEYS)
     if changes:
         listed = "; ".join(changes[:10]) + (f"; ... ({len(changes)} in all)" if len(changes) > 10 else "")
         raise StaleOutputError(f"--resume: the configuration differs from the run in {out} ({listed}); its rows "

@@ -2,12 +2,14 @@
 
 Random tiny models detect random things, so tests that check filters and keep/reject decisions use these instead:
 they find the saturated, coloured subjects that :mod:`vm_data.synthetic` draws over low-saturation backgrounds,
-by thresholding HSV saturation and labelling connected components. The text prompt is ignored. They are
+by thresholding HSV saturation and labelling connected components. The text prompt is ignored unless it names
+a palette colour (then only that hue counts). They are
 selected with ``--detector synthetic-color --segmenter synthetic-color`` and must not be used on real data.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import cv2
@@ -28,9 +30,30 @@ def saturated_mask(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (sat >= SATURATION_THRESHOLD) & (val >= VALUE_THRESHOLD), sat
 
 
+def prompt_colour(prompt: str) -> str | None:
+    """The :data:`vm_data.synthetic.PALETTE` colour a prompt names ("red ball." -> "red"), or None."""
+    from .synthetic import PALETTE
+
+    words = set(re.findall(r"[a-z]+", str(prompt).lower()))
+    return next((name for name, _, _ in PALETTE if name in words), None)
+
+
+def colour_mask(image: np.ndarray, colour: str) -> np.ndarray:
+    """Saturated pixels whose hue is nearest to ``colour``'s among the palette colours (OpenCV hue, period 180)."""
+    from .synthetic import PALETTE
+
+    hues = cv2.cvtColor(np.asarray([[c1 for _, c1, _ in PALETTE]], np.uint8), cv2.COLOR_RGB2HSV)[0, :, 0]
+    hsv = cv2.cvtColor(np.ascontiguousarray(image, dtype=np.uint8), cv2.COLOR_RGB2HSV)
+    diff = np.abs(hsv[..., 0:1].astype(np.int16) - hues.astype(np.int16)[None, None, :])
+    nearest = np.argmin(np.minimum(diff, 180 - diff), axis=-1)
+    index = [name for name, _, _ in PALETTE].index(colour)
+    return saturated_mask(image)[0] & (nearest == index)
+
+
 class SyntheticColorDetector:
     """TEST-ONLY: one box per connected saturated region of at least ``min_pixels`` pixels; score = its mean
-    saturation. Ignores the prompt."""
+    saturation. The prompt is ignored unless it names a palette colour ("red.", "blue ball."): then only regions
+    of that hue are found (multi-subject tests: one prompt per subject)."""
 
     name = "synthetic-color"
 
@@ -41,8 +64,11 @@ class SyntheticColorDetector:
         if len(images) != len(prompts):
             raise ValueError(f"detect: {len(images)} images but {len(prompts)} prompts")
         out = []
-        for image in images:
+        for image, prompt in zip(images, prompts):
             mask, sat = saturated_mask(image)
+            colour = prompt_colour(prompt)
+            if colour is not None:
+                mask = colour_mask(image, colour)
             n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
             boxes, scores = [], []
             for label in range(1, n):

@@ -3,6 +3,7 @@
     vm bench run --benchmark demo --out DIR [--preset tiny] [--method NAME] [--subjects DIR]
     vm bench score --manifest M.jsonl --out DIR [--flow raft|dis] [--preset tiny]
     vm bench report DIR [DIR ...] --out DIR [--layout paper|ablation]
+    vm bench export RUN --format vbench|opens2v --out DIR   (the videos as VBench's / OpenS2V's own tools read them)
 
 ``run`` and ``score`` are resumable and shardable: ``accelerate launch -m vm_eval.bench run ...`` splits the videos
 over processes; the main process merges. A video whose rows are in DIR/samples.jsonl is skipped only when their
@@ -34,6 +35,8 @@ from vm_model.presets import PRESETS, presets_for
 from vm_model.protocol import GenerationProtocol
 from vm_model.sources import ModelSources
 
+from .opens2v_models import OpenS2VOptions
+
 logger = logging.getLogger(__name__)
 
 
@@ -56,18 +59,32 @@ class ScoringOptions:
     dino_weights: str | None = field(default=None, metadata={"help": "DINO ViT-S/16 checkpoint (path or hub id)"})
     face_weights: str | None = field(default=None, metadata={"help": "insightface pack name or folder (buffalo_l)"})
     raft_weights: str | None = field(default=None, metadata={"help": "RAFT raft-things state dict (C_T_V1)"})
+    subject_detector: str | None = field(default=None, metadata={
+        "help": "multi-subject metrics of object videos (rows with several references): Grounding DINO weights "
+                "(folder or hub id; default IDEA-Research/grounding-dino-tiny) or a backend name: grounding-dino, "
+                "synthetic-color (tests only)"})
     suites: str = field(default="paper", metadata={
         "help": "metric suites, comma-separated: paper (the paper's six metrics, the default), vbench (VBench's "
-                "subject/background consistency and aesthetic quality, computed as VBench does), copy (the "
-                "copy-paste measure: does the video paste the reference in its own pose); docs/eval.md"})
+                "subject/background consistency, motion smoothness, aesthetic and imaging quality, computed as VBench "
+                "does), copy (the "
+                "copy-paste measure: does the video paste the reference in its own pose), opens2v (OpenS2V-Eval's "
+                "metrics as its scripts compute them; each skipped, with the reason, when its model is missing); "
+                "docs/eval.md"})
     vbench_dino_weights: str | None = field(default=None, metadata={
         "help": "DINO ViT-B/16 for VBench subject consistency (path or hub id)"})
     clip_l14_weights: str | None = field(default=None, metadata={
         "help": "CLIP ViT-L/14 openai checkpoint for VBench aesthetic quality (path or hub id)"})
     aesthetic_weights: str | None = field(default=None, metadata={
         "help": "LAION aesthetic linear head sa_0_4_vit_l_14_linear.pth (path)"})
+    amt_weights: str | None = field(default=None, metadata={
+        "help": "AMT-S amt-s.pth for VBench motion smoothness (path or hub id; missing: that dimension is skipped)"})
+    musiq_weights: str | None = field(default=None, metadata={
+        "help": "MUSIQ (SPAQ) musiq_spaq_ckpt-358bb6af.pth for VBench imaging quality (path or hub id; missing: "
+                "that dimension is skipped)"})
     batch_size: int = field(default=16, metadata={"flag": "encoder-batch-size", "help": "frames per encoder forward",
                                                   "min": 1, "max": 4096})
+    opens2v: OpenS2VOptions = field(default_factory=OpenS2VOptions, metadata={
+        "group": "OpenS2V-Eval models and NaturalScore judge (--suites ...,opens2v)"})
     progress: bool = field(default=True, metadata={"help": "progress bar with ETA"})
     report: bool = field(default=True, metadata={"help": "write tables and report.html at the end"})
     overwrite: bool = field(default=False, metadata={
@@ -80,10 +97,13 @@ BENCHMARK_WEIGHTS = "benchmark"  # --weights value: the benchmark's weights for 
 
 @dataclass
 class RunConfig(ScoringOptions):
-    benchmark: str = field(default="demo", metadata={"help": "human, object, demo, or a .json definition"})
+    benchmark: str = field(default="demo", metadata={
+        "help": "human, object, demo, toy, opens2v-human, opens2v-single (OpenS2V-Eval tracks; --subjects: your "
+                "download of the dataset), or a .json definition"})
     out: Path | None = field(default=None, metadata={"help": "output folder (resumable)"})
     method: str = field(default="VideoMaker", metadata={"help": "method name in the tables"})
-    subjects: Path | None = field(default=None, metadata={"help": "folder of subject images (see docs/eval.md)"})
+    subjects: Path | None = field(default=None, metadata={
+        "help": "folder of subject images (see docs/eval.md); for opens2v-*: the OpenS2V-Eval dataset folder"})
     highlight: bool | None = field(default=None, metadata={"help": "subject-highlight the reference (default: as "
                                                                    "the benchmark says)"})
     threads: int | None = field(default=None, metadata={
@@ -105,7 +125,8 @@ class RunConfig(ScoringOptions):
 
 @dataclass
 class ScoreConfig(ScoringOptions):
-    manifest: Path | None = field(default=None, metadata={"help": "JSONL: video, prompt, reference, subject, method"})
+    manifest: Path | None = field(default=None, metadata={
+        "help": "JSONL: video, prompt, reference (or references: several), subject, method"})
     out: Path | None = field(default=None, metadata={"help": "output folder (resumable)"})
     kind: str = field(default="human", metadata={"help": "kind of rows without a 'kind' key",
                                                  "choices": ["human", "object"]})
@@ -126,8 +147,10 @@ def _encoders(cfg: ScoringOptions):
                                   flow=cfg.flow, clip_weights=cfg.clip_weights, dino_weights=cfg.dino_weights,
                                   face_weights=cfg.face_weights, raft_weights=cfg.raft_weights,
                                   vbench_dino_weights=cfg.vbench_dino_weights, clip_l14_weights=cfg.clip_l14_weights,
-                                  aesthetic_weights=cfg.aesthetic_weights, suites=suites,
-                                  batch_size=cfg.batch_size))
+                                  aesthetic_weights=cfg.aesthetic_weights, amt_weights=cfg.amt_weights,
+                                  musiq_weights=cfg.musiq_weights, suites=suites,
+                                  batch_size=cfg.batch_size, opens2v=cfg.opens2v,
+                                  subject_detector=cfg.subject_detector))
 
 
 def encoder_preset(preset: str) -> str:
@@ -364,7 +387,7 @@ def _cmd_score(argv: list[str]) -> int:
         raise ConfigError("--manifest M.jsonl and --out DIR are required")
     proc = process_info(cfg.device)
     tasks = read_score_manifest(cfg.manifest, cfg.kind)
-    load_references({t.reference: t.reference for t in tasks})
+    load_references({r: r for t in tasks for r in (t.reference, *t.references)})
     with hold_output_folder(cfg.out, is_main=proc.is_main):
         return _score_holding_out(cfg, tasks, proc)
 
@@ -377,7 +400,12 @@ def _score_holding_out(cfg: ScoreConfig, tasks, proc) -> int:
 
     encoders = _encoders(cfg)
     families = _families({t.kind for t in tasks}, cfg.flow, cfg.suites)
+    # several references: the multi-subject metrics, on faces (human) or detector boxes + DINO crops (object)
+    several = {t.kind for t in tasks if t.n_references > 1}
+    families |= ({"multi"} | {"face" if k == "human" else "dino" for k in several}) if several else set()
     encoders.check_available(families)  # MissingWeightsError: a user error (exit 2)
+    if "object" in several:
+        encoders.subject_detector  # noqa: B018 - loads the detector now: missing weights stop before any work
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     stats = score_tasks(tasks, cfg.out, scorer=VideoScorer(encoders), proc=proc, progress=cfg.progress,
                         common=_common_fields(cfg), overwrite=cfg.overwrite)
@@ -423,7 +451,13 @@ def _print_tables(out_dir: Path) -> None:
     sys.stdout.write((Path(out_dir) / "table.md").read_text())
 
 
-COMMANDS = {"run": cmd_run, "score": cmd_score, "report": cmd_report}
+def cmd_export(argv: list[str]) -> int:
+    from .export import cmd_export as export
+
+    return export(argv)
+
+
+COMMANDS = {"run": cmd_run, "score": cmd_score, "report": cmd_report, "export": cmd_export}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -448,6 +482,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--layout", choices=LAYOUTS, default="paper",
                         help="paper: Table 1 (human) / Table 2 (object); ablation: Table 3, rows in the given order")
     report.add_argument("--title", default=None, help="report title")
+    from .export import add_export_arguments
+
+    export = sub.add_parser("export", help="a run's videos named as VBench's / OpenS2V-Eval's own tools expect",
+                            description="a run's videos named as VBench's / OpenS2V-Eval's own tools expect "
+                                        "(vm_eval.export)")
+    add_export_arguments(export)
     return parser
 
 

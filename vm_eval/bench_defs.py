@@ -9,6 +9,14 @@ The ``demo`` benchmark ships its images (scikit-image's astronaut and chelsea) a
 held-out toy subjects (``toy:<index>``, :func:`vm_model.toy.domain.heldout_reference`); both write them to
 ``OUT/subjects/`` so that every reference is a file, as in the real benchmarks.
 
+The OpenS2V-Eval benchmarks (``opens2v-human``, ``opens2v-single``; arXiv 2505.20292) read their cases - one
+reference image and one prompt each - from the user's download of the dataset (``hf download
+--repo-type dataset BestWishYsh/OpenS2V-Eval --local-dir OpenS2V-Eval``): ``--subjects`` names that folder, which
+holds the case file (``Human-Domain_Eval.json``, ``Single-Domain_Eval.json``: ``{case_id: {img_paths, prompt,
+class_label, ...}}``) and the ``Images/`` it points into. Nothing of the dataset ships with the toolkit. Each case
+becomes a subject named by its case id (``singleface_3``) with its own prompt, so `vm bench export --format opens2v`
+can name the videos as OpenS2V's scripts expect (:mod:`vm_eval.export`).
+
 A benchmark may list ``baselines``: extra methods that `vm bench run` generates and scores beside the model, each
 the same model under a changed protocol (``toy``: the same model with the reference zeroed).
 
@@ -48,6 +56,7 @@ class Prompt:
     category: str
     kind: str  # human | object
     cls: str | None = None  # object class the prompt belongs to
+    subject: str | None = None  # the one subject this prompt belongs to (an OpenS2V-Eval case), else None
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,9 @@ class Benchmark:
     baselines: list[Baseline] = field(default_factory=list)
 
     def prompts_for(self, subject: Subject) -> list[Prompt]:
+        own = [p for p in self.prompts if p.subject == subject.id]
+        if own or any(p.subject is not None for p in self.prompts):
+            return own
         if subject.kind in ("human", "toy"):
             return [p for p in self.prompts if p.kind == subject.kind]
         return [p for p in self.prompts if p.kind == "object" and p.cls == subject.cls]
@@ -119,6 +131,12 @@ class Benchmark:
         root = Path(os.path.abspath(Path(subjects_dir).expanduser()))
         if not root.is_dir():
             raise BenchmarkError(f"subjects folder not found: {root} (layout: {_layout_help(spec)})")
+        if spec["source"] == "opens2v":
+            from .opens2v_cases import read_cases
+
+            cases = read_cases(root, spec, self.name)
+            self.prompts = [c.prompt for c in cases]
+            return [c.subject for c in cases]
         if spec["layout"] == "flat":
             subjects = [Subject(p.stem, spec["kind"], str(p)) for p in _images_in(root)]
             if not subjects:
@@ -144,6 +162,9 @@ class Benchmark:
 
 
 def _layout_help(spec: dict) -> str:
+    if spec.get("source") == "opens2v":
+        return (f"SUBJECTS = your download of the OpenS2V-Eval dataset, holding {spec.get('eval_json')} and "
+                f"Images/ ({spec.get('download', '')})")
     if spec.get("layout") == "by_class":
         return "SUBJECTS/<class>/<subject_id>.png for classes " + ", ".join(spec["classes"])
     return "SUBJECTS/<person_id>.png (one image per person)"
@@ -263,6 +284,8 @@ def _check_subjects(spec, where: str) -> None:
     try:
         for cls in spec.get("classes", []) or []:
             check_component(str(cls), "class")
+        if spec["source"] == "opens2v":
+            check_component(str(spec.get("eval_json") or ""), "OpenS2V-Eval case file (eval_json)")
         if spec["source"] == "builtin":
             items = spec.get("items")
             if not isinstance(items, list) or not items:

@@ -34,7 +34,11 @@ class EncoderConfig:
     vbench_dino_weights: str | None = None  # VBench subject consistency's DINO ViT-B/16
     clip_l14_weights: str | None = None  # VBench aesthetic quality's CLIP ViT-L/14
     aesthetic_weights: str | None = None  # the LAION aesthetic linear head
+    amt_weights: str | None = None  # VBench motion smoothness's AMT-S (missing: that dimension is skipped)
+    musiq_weights: str | None = None  # VBench imaging quality's MUSIQ (SPAQ) (missing: that dimension is skipped)
     suites: tuple[str, ...] = ("paper",)  # metric suites scored (vm_eval.metrics.SUITES)
+    subject_detector: str | None = None  # multi-subject object metrics: vm_data detector weights or backend name
+    opens2v: object | None = None  # vm_eval.opens2v_models.OpenS2VOptions (None: the defaults)
     batch_size: int = 16
     flow_pair_batch: int = 4
 
@@ -166,6 +170,45 @@ class Encoders:
         from .vbench_models import VBenchModels
 
         return VBenchScorer(VBenchModels(self), batch_size=self.config.batch_size)
+
+    @cached_property
+    def opens2v(self):
+        """OpenS2V-Eval's metrics (:mod:`vm_eval.opens2v`); each model loads on first use, a missing one skips its
+        metric with the reason."""
+        from .opens2v import OpenS2VScorer
+        from .opens2v_models import OpenS2VModels
+
+        models = OpenS2VModels(self, self.config.opens2v)
+        return OpenS2VScorer(models, judge_repeats=models.options.natural_repeats)
+
+    @cached_property
+    def subject_detector(self):
+        """The open-set detector of the multi-subject object metrics: vm_data's (Grounding DINO; the tiny preset's
+        tiny random one; ``synthetic-color`` for tests)."""
+        from vm_data.highlight import HighlightConfig, build_detector
+
+        detector, _ = build_detector(self.config.subject_detector, preset=self.config.preset, device=str(self.device),
+                                     config=HighlightConfig())
+        return detector
+
+    @cached_property
+    def multi(self):
+        """The multi-subject metrics (:mod:`vm_eval.multi_subject`): faces for human videos, the detector and DINO
+        crops for object videos; each model loads on first use."""
+        from vm_data.highlight import HighlightConfig
+
+        from .multi_subject import FaceSubjects, MultiSubjectScorer, ObjectSubjects
+
+        cfg = HighlightConfig()
+
+        def subjects_for(kind: str):
+            if kind == "human":
+                return FaceSubjects(self.face)
+            return ObjectSubjects(self.subject_detector, self.dino, box_threshold=cfg.box_threshold,
+                                  nms_iou=cfg.nms_iou)
+
+        det = self.config.subject_detector or "grounding-dino"
+        return MultiSubjectScorer(subjects_for, model_id=f"faces: face encoder; objects: {det} boxes + DINO crops")
 
     @cached_property
     def copypaste(self):

@@ -153,6 +153,19 @@ class FaceEncoder:
                 out[i] = e
         return out
 
+    def frame_faces(self, frames: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per frame every face: (boxes (N, 4) xyxy, embeddings (N, D)); N = 0 for a frame without a face."""
+        images = [self._as_input(f) for f in frames]
+        found = [self.detector.detect(img) for img in images]
+        flat = [(i, f) for i, faces in enumerate(found) for f in faces]
+        emb = self.embedder.embed([images[i] for i, _ in flat], [f for _, f in flat]) if flat else None
+        out, k = [], 0
+        for faces in found:
+            boxes = np.asarray([f.bbox[:4] for f in faces], np.float32).reshape(-1, 4)
+            out.append((boxes, emb[k:k + len(faces)] if emb is not None else np.zeros((0, 0), np.float32)))
+            k += len(faces)
+        return out
+
 
 def face_metric(ref_emb: np.ndarray | None, ref_reason: str, frame_embs: Sequence[np.ndarray | None]) -> MetricResult:
     n = len(frame_embs)

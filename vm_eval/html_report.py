@@ -1,6 +1,7 @@
 """report.html: one self-contained page (no CDN, no external files needed for small runs).
 
-Summary tables (best bold, second underlined), then per subject its reference image and its generated videos with
+Summary tables (best bold, second underlined), one bar chart per method for each subject kind (the
+``chart_<kind>.png`` written beside the page, embedded as data URIs; :mod:`vm_eval.charts`), then per subject its reference image and its generated videos with
 their metric values, in tables sortable by clicking a column header (or by opening ``report.html#sort=clip_t:desc``).
 Reference images are embedded as downscaled data URIs; GIF/MP4 videos up to ``embed_max_bytes`` each are embedded
 as data URIs, bigger ones are linked by relative path.
@@ -107,8 +108,9 @@ def _value_cell(row: dict | None) -> str:
 
 def render_html(runs: list[tuple[Path, list[dict]]], summary: dict, out_dir: Path, *, title: str = "VideoMaker "
                 "benchmark report", layout: str = "paper", run_meta: list[dict] | None = None,
-                embed_max_bytes: int = EMBED_MAX_BYTES) -> str:
-    """``runs``: (run folder, its rows) pairs; video/reference paths in rows are relative to their run folder."""
+                embed_max_bytes: int = EMBED_MAX_BYTES, charts: list[Path] | None = None) -> str:
+    """``runs``: (run folder, its rows) pairs; video/reference paths in rows are relative to their run folder.
+    ``charts``: PNG files (in ``out_dir``) shown after the summary tables."""
     out_dir = Path(out_dir)
     parts = []
     if summary.get("random_weights"):
@@ -120,6 +122,11 @@ def render_html(runs: list[tuple[Path, list[dict]]], summary: dict, out_dir: Pat
                                                         "injection_schedule") if k in generation]
         parts.append(f'<p class="meta">run {_e(meta.get("_dir", ""))}: {"; ".join(bits)}</p>')
     parts.append(_summary_html(summary, layout))
+    for chart in charts or []:
+        data = base64.b64encode(Path(chart).read_bytes()).decode("ascii")
+        parts.append(f'<h2>Chart: {_e(Path(chart).stem)}</h2><p class="meta">Every metric per method, grouped by suite '
+                     f'(file: <a href="{_e(Path(chart).name)}">{_e(Path(chart).name)}</a>)</p>'
+                     f'<img class="chart" alt="{_e(Path(chart).stem)}" src="data:image/png;base64,{data}">')
     # per subject: reference + videos
     subjects: "OrderedDict[str, list[tuple[Path, list[dict]]]]" = OrderedDict()
     for run_dir, rows in runs:

@@ -69,6 +69,12 @@ register_metric(MetricSpec("vbench_background_consistency", "VBench Background C
 register_metric(MetricSpec("vbench_aesthetic", "VBench Aesthetic", "vbench", True,
                            "VBench aesthetic quality: LAION aesthetic linear head on CLIP ViT-L/14 image features, "
                            "/10, mean over frames", paper_comparable=False))
+register_metric(MetricSpec("vbench_motion_smoothness", "VBench Motion Smooth.", "vbench", True,
+                           "VBench motion smoothness: AMT-S interpolates the odd frames from the even ones; "
+                           "(255 - mean |real - interpolated|) / 255", paper_comparable=False))
+register_metric(MetricSpec("vbench_imaging_quality", "VBench Imaging Quality", "vbench", True,
+                           "VBench imaging quality: MUSIQ (SPAQ) per frame (longer side capped at 512), mean over "
+                           "frames, /100", paper_comparable=False))
 
 # A copy-paste measure that needs no judge (vm_eval.copy_paste; opt-in with --suites ...,copy).
 register_metric(MetricSpec("copy_paste", "Copy-paste", "copypaste", False,
@@ -76,19 +82,61 @@ register_metric(MetricSpec("copy_paste", "Copy-paste", "copypaste", False,
                            "any of 15 scales, any position) with the frame: ~1 when the reference is pasted in its "
                            "own pose, lower when the subject is re-imagined", paper_comparable=False))
 
+# OpenS2V-Eval's metrics (vm_eval.opens2v; opt-in with --suites ...,opens2v), as its eval scripts compute them.
+_O = dict(paper_comparable=False)
+register_metric(MetricSpec("opens2v_aesthetic", "OpenS2V Aesthetics", "opens2v", True,
+                           "OpenS2V Aesthetics: MLP aesthetic head on normalised CLIP ViT-L/14 features of 32 frames, "
+                           "mean raw score (about 4..7)", **_O))
+register_metric(MetricSpec("opens2v_motion_smoothness", "OpenS2V MotionSmoothness", "opens2v", True,
+                           "OpenS2V MotionSmoothness: 1 - fraction of frames beside a Q-Align quality jump > 0.025 "
+                           "(3-frame windows)", **_O))
+register_metric(MetricSpec("opens2v_motion", "OpenS2V MotionScore", "opens2v", True,
+                           "OpenS2V MotionScore (motion amplitude): |mean| of Farneback flow over all frame pairs, "
+                           "maps resized to width 16", **_O))
+register_metric(MetricSpec("opens2v_facesim_cur", "OpenS2V FaceSim-Cur", "opens2v", True,
+                           "OpenS2V FaceSim-Cur: mean over 32 frames of max(0, cos) of CurricularFace IR-101 "
+                           "embeddings (zeros dropped)", kinds=("human",), **_O))
+register_metric(MetricSpec("opens2v_facesim_arc", "OpenS2V FaceSim-Arc", "opens2v", True,
+                           "OpenS2V's ArcFace similarity beside FaceSim-Cur: mean over 32 frames of max(0, cos) of "
+                           "buffalo_l ArcFace embeddings (det size 320, BGR)", kinds=("human",), **_O))
+register_metric(MetricSpec("opens2v_gme", "OpenS2V GmeScore", "opens2v", True,
+                           "OpenS2V GmeScore: mean over 32 frames of GME-Qwen2-VL text-frame similarity", **_O))
+register_metric(MetricSpec("opens2v_nexus", "OpenS2V NexusScore", "opens2v", True,
+                           "OpenS2V NexusScore: GME similarity of YOLO-World image-prompt detections to the reference,"
+                           " gated by detector and text confidence, / frames with a detection", kinds=("object",),
+                           **_O))
+register_metric(MetricSpec("opens2v_natural", "OpenS2V NaturalScore", "opens2v", True,
+                           "OpenS2V NaturalScore: a vision-language judge's 1..5 realism rating of 16 frames, mean of "
+                           "3 ratings (judge configured by the user; off by default)", **_O))
+
+# Several subjects from several references (vm_eval.multi_subject): scored for every video with several references.
+register_metric(MetricSpec("multi_sim", "Multi-subj. Sim", "multi", True,
+                           "per frame, detected subjects (faces: ArcFace; objects: detector boxes, DINO crops) matched "
+                           "to the references by Hungarian assignment on cosine similarity; mean over references of "
+                           "the mean similarity to their matched detection", paper_comparable=False))
+register_metric(MetricSpec("id_swap", "ID swap rate", "multi", False,
+                           "fraction of frames where a position-tracked subject is matched to another reference than "
+                           "its track's dominant one (one-to-one over the video)", paper_comparable=False))
+
 # The paper's column orders (and the toy benchmark's).
 HUMAN_COLUMNS = ("clip_t", "face_sim", "clip_i", "dino_i", "t_cons", "dd")
 OBJECT_COLUMNS = ("clip_t", "clip_i", "dino_i", "t_cons", "dd")
 TOY_COLUMNS = ("toy_fidelity", "toy_motion")
 KIND_COLUMNS = {"human": HUMAN_COLUMNS, "object": OBJECT_COLUMNS, "toy": TOY_COLUMNS}
 KINDS = tuple(KIND_COLUMNS)
-FAMILIES = ("clip", "dino", "face", "flow", "toy", "vbench", "copypaste")
-VBENCH_COLUMNS = ("vbench_subject_consistency", "vbench_background_consistency", "vbench_aesthetic")
+FAMILIES = ("clip", "dino", "face", "flow", "toy", "vbench", "copypaste", "opens2v")
+VBENCH_COLUMNS = ("vbench_subject_consistency", "vbench_background_consistency", "vbench_motion_smoothness",
+                  "vbench_aesthetic", "vbench_imaging_quality")
 # Metric suites a scoring run can select (--suites): the paper's metrics (the default) and VBench's dimensions.
-SUITES = ("paper", "vbench", "copy")
-SUITE_COLUMNS = {"vbench": VBENCH_COLUMNS, "copy": ("copy_paste",)}  # the paper's depend on the kind
-SUITE_LABELS = {"paper": "", "vbench": "VBench (custom-input dimensions, VBench's own protocol)",
-                "copy": "Copy-paste (reference pixels recurring in the reference's pose; no judge, no weights)"}
+OPENS2V_COLUMNS = ("opens2v_aesthetic", "opens2v_motion_smoothness", "opens2v_motion", "opens2v_facesim_cur",
+                   "opens2v_facesim_arc", "opens2v_gme", "opens2v_nexus", "opens2v_natural")
+SUITES = ("paper", "vbench", "copy", "opens2v")
+# the paper's columns depend on the kind; a suite's metric is scored for the kinds its spec lists
+SUITE_COLUMNS = {"vbench": VBENCH_COLUMNS, "copy": ("copy_paste",), "opens2v": OPENS2V_COLUMNS}
+SUITE_LABELS = {"paper": "VideoMaker paper's metrics (arXiv 2412.19645, the authors' evaluation scripts)",
+                "vbench": "VBench (custom-input dimensions, VBench's own protocol)",
+                "copy": "Copy-paste (reference pixels recurring in the reference's pose; no judge, no weights)",
+                "opens2v": "OpenS2V-Eval (its eval scripts' metrics and protocol, raw per-video values)"}
 DEFAULT_SUITES = ("paper",)
 
 
@@ -122,4 +170,18 @@ def metrics_for(kind: str, flow: str = "raft", suites: tuple[str, ...] = DEFAULT
     if kind == "toy":
         return cols
     out = tuple(dd if m == "dd" else m for m in cols) if "paper" in suites else ()
-    return out + tuple(m for s in SUITES if s in suites for m in SUITE_COLUMNS.get(s, ()))
+    return out + tuple(m for s in SUITES if s in suites for m in SUITE_COLUMNS.get(s, ())
+                       if kind in get_metric(m).kinds)
+
+
+# The multi-subject metrics: not a selectable suite, scored whenever a video has several references.
+MULTI_COLUMNS = ("multi_sim", "id_swap")
+SUITE_COLUMNS["multi"] = MULTI_COLUMNS
+SUITE_LABELS["multi"] = "Several subjects (per-subject similarity after Hungarian matching, identity-swap rate)"
+
+
+def metrics_for_video(kind: str, flow: str = "raft", suites: tuple[str, ...] = DEFAULT_SUITES,
+                      n_references: int = 1) -> tuple[str, ...]:
+    """:func:`metrics_for`, plus the multi-subject metrics for a (human or object) video with several references."""
+    base = metrics_for(kind, flow, suites)
+    return base + MULTI_COLUMNS if n_references > 1 and kind != "toy" else base

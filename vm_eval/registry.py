@@ -130,3 +130,76 @@ AESTHETIC = register(WeightSpec(
     used_by=("bench",),
     locate=locate_aesthetic,
 ))
+
+
+# OpenS2V-Eval's metrics (vm_eval.opens2v; opt-in with --suites ...,opens2v). Each is optional: a missing one skips
+# its metric with this message as the reason (vm_eval.opens2v_models).
+OPENS2V_WEIGHTS_REPO = "BestWishYsh/OpenS2V-Weight"
+CURRICULARFACE = register(WeightSpec(
+    key="eval_opens2v_curricularface",
+    description="CurricularFace IR-101 (glint360k_curricular_face_r101_backbone.bin of BestWishYsh/OpenS2V-Weight) "
+                "for OpenS2V FaceSim-Cur",
+    default=OPENS2V_WEIGHTS_REPO,
+    filename="glint360k_curricular_face_r101_backbone.bin",
+    used_by=("bench",),
+))
+OPENS2V_AESTHETIC = register(WeightSpec(
+    key="eval_opens2v_aesthetic",
+    description="OpenS2V aesthetic MLP head (aesthetic-model.pth of BestWishYsh/OpenS2V-Weight) on CLIP ViT-L/14 "
+                "for OpenS2V Aesthetics",
+    default=OPENS2V_WEIGHTS_REPO,
+    filename="aesthetic-model.pth",
+    used_by=("bench",),
+))
+GME = register(WeightSpec(
+    key="eval_opens2v_gme",
+    description="GME-Qwen2-VL-7B-Instruct (Alibaba-NLP/gme-Qwen2-VL-7B-Instruct) for OpenS2V GmeScore and NexusScore",
+    default="Alibaba-NLP/gme-Qwen2-VL-7B-Instruct",
+    used_by=("bench",),
+))
+def _hub_or_vbench_cache(what: str, filename: str, cache_folder: str, how: str):
+    """A locator: a path (file, or folder holding ``filename``) or a Hugging Face id; for the default hub id, VBench's
+    own download in its cache (``<cache>/<cache_folder>/<filename>``) is also accepted."""
+    from vm_common.weights import looks_like_path, resolve_source
+
+    def locate(source: str) -> Path:
+        try:
+            return resolve_source(source, what=what, filename=filename, how=how)
+        except MissingWeightsError as exc:
+            if looks_like_path(source):
+                raise
+            cached = vbench_cache() / cache_folder / filename
+            if cached.is_file():
+                return cached
+            raise MissingWeightsError(what, source, [*exc.looked, str(cached)], exc.how) from None
+    return locate
+
+
+AMT_S_WHAT = "AMT-S frame interpolation (amt-s.pth, the checkpoint VBench downloads) for VBench motion smoothness"
+AMT_S_WEIGHTS = register(WeightSpec(
+    key="eval_amt_s",
+    description=AMT_S_WHAT,
+    default="lalala125/AMT",
+    filename="amt-s.pth",
+    used_by=("bench",),
+    locate=_hub_or_vbench_cache(
+        AMT_S_WHAT, "amt-s.pth", "amt_model",
+        "run `hf download lalala125/AMT amt-s.pth` on a machine with network access and copy the Hugging Face cache "
+        "(~/.cache/huggingface), or put VBench's download in ~/.cache/vbench/amt_model/, or pass --amt-weights "
+        "/path/to/amt-s.pth"),
+))
+MUSIQ_FILE = "musiq_spaq_ckpt-358bb6af.pth"
+MUSIQ_WHAT = (f"MUSIQ trained on SPAQ (pyiqa {MUSIQ_FILE}, the checkpoint VBench downloads) for VBench imaging "
+              "quality")
+MUSIQ_SPAQ_WEIGHTS = register(WeightSpec(
+    key="eval_musiq_spaq",
+    description=MUSIQ_WHAT,
+    default="chaofengc/IQA-PyTorch-Weights",
+    filename=MUSIQ_FILE,
+    used_by=("bench",),
+    locate=_hub_or_vbench_cache(
+        MUSIQ_WHAT, MUSIQ_FILE, "pyiqa_model",
+        f"run `hf download chaofengc/IQA-PyTorch-Weights {MUSIQ_FILE}` on a machine with network access and copy "
+        "the Hugging Face cache (~/.cache/huggingface), or put VBench's download in ~/.cache/vbench/pyiqa_model/, "
+        f"or pass --musiq-weights /path/to/{MUSIQ_FILE}"),
+))

@@ -10,6 +10,7 @@ from vm_common.errors import InputFileError
 from vm_common.io_utils import atomic_write_json, atomic_write_text, dumps_row
 
 from .aggregate import aggregate
+from .charts import write_charts
 from .html_report import render_html
 from .store import read_samples
 from .tables import to_csv, to_latex, to_markdown
@@ -17,6 +18,7 @@ from .tables import to_csv, to_latex, to_markdown
 logger = logging.getLogger(__name__)
 
 OUTPUTS = ("samples.jsonl", "summary.json", "table.md", "table.csv", "table.tex", "report.html", "run.json")
+# and chart_<kind>.png: one bar chart per method of each subject kind (vm_eval.charts), embedded in report.html
 
 
 def _load_runs(run_dirs: list[Path]) -> list[tuple[Path, list[dict], dict]]:
@@ -72,8 +74,9 @@ def write_report(run_dirs: list[Path], out_dir: Path, *, layout: str = "paper", 
     atomic_write_text(out_dir / "table.csv", to_csv(summary, layout))
     atomic_write_text(out_dir / "table.tex", to_latex(summary, layout))
     metas = [dict(meta, _dir=str(d)) for d, _, meta in runs]
+    charts = write_charts(summary, out_dir, layout)
     page = render_html([(d, rows) for d, rows, _ in runs], summary, out_dir, layout=layout, run_meta=metas,
-                       title=title or "VideoMaker benchmark report")
+                       title=title or "VideoMaker benchmark report", charts=charts)
     atomic_write_text(out_dir / "report.html", page)
     logger.info("wrote %s", ", ".join(str(out_dir / f) for f in OUTPUTS[1:6]))
     return summary

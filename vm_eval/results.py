@@ -11,6 +11,8 @@ from typing import Any
 
 from vm_common.status import ERROR, OK, RESULT_STATUSES, SKIPPED
 
+MODEL_UNAVAILABLE = "model_unavailable"  # detail key of a skip a later run retries (MetricResult.unavailable)
+
 
 @dataclass(frozen=True)
 class MetricResult:
@@ -36,6 +38,13 @@ class MetricResult:
     @classmethod
     def skipped(cls, reason: str, **detail: Any) -> "MetricResult":
         return cls(None, SKIPPED, reason, dict(detail))
+
+    @classmethod
+    def unavailable(cls, reason: str, **detail: Any) -> "MetricResult":
+        """Skipped because the metric's model could not be had in this run (weights missing, a judge off): the row
+        carries ``detail[MODEL_UNAVAILABLE]`` and a later run of the same command scores it again, so adding the
+        weights afterwards fills the column without --overwrite."""
+        return cls(None, SKIPPED, reason, {**detail, MODEL_UNAVAILABLE: True})
 
     @classmethod
     def error(cls, reason: str, **detail: Any) -> "MetricResult":

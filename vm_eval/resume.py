@@ -15,6 +15,8 @@ On resume, the rows of each planned video of the methods being run are compared 
 
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -44,8 +46,21 @@ def scoring_identity(scorer) -> dict:
     cfg = getattr(getattr(scorer, "encoders", None), "config", None)
     if cfg is None:
         return {"scorer": type(scorer).__name__}
-    return {k: getattr(cfg, k, None) for k in ("preset", "protocol", "flow", "clip_weights", "dino_weights",
-                                               "face_weights", "raft_weights")}
+    identity = {k: getattr(cfg, k, None) for k in ("preset", "protocol", "flow", "clip_weights", "dino_weights",
+                                                   "face_weights", "raft_weights")}
+    # the other suites' weights, only where given: a run that leaves them at their defaults keeps the identity
+    # (and the rows) it had before these suites existed, and choosing other weights marks the rows stale
+    extra = {k: getattr(cfg, k, None) for k in _SUITE_WEIGHT_FIELDS}
+    options = getattr(cfg, "opens2v", None)
+    if options is not None:
+        extra.update({f"opens2v.{f.name}": getattr(options, f.name) for f in dataclasses.fields(options)
+                      if f.name.endswith("_weights")})
+    identity.update({k: v for k, v in extra.items() if v is not None})
+    return identity
+
+
+_SUITE_WEIGHT_FIELDS = ("vbench_dino_weights", "clip_l14_weights", "aesthetic_weights", "amt_weights",
+                        "musiq_weights", "subject_detector")
 
 
 def stored_fingerprints(rows: Iterable[dict], methods: set[str]) -> dict[Key, Any]:

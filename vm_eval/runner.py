@@ -3,7 +3,9 @@
 Both iterate over this process's share of the work (items split round-robin by process index with
 :func:`vm_common.distributed.split_for_process`, so shards are disjoint), skip videos whose rows are all present
 and carry the same fingerprint (resume; a different one is refused or, with ``overwrite``, made again: see
-:mod:`vm_eval.resume`), and append all rows of a video in one write. Names from the benchmark or manifest
+:mod:`vm_eval.resume`), score only the metrics a video has no row for yet (a suite added to a scored run: only
+the new columns are computed; ``run`` reads such a video back from its saved file instead of generating it
+again), and append all rows of a video in one write. Names from the benchmark or manifest
 (method, subject id) become file names only through :func:`slug` and :func:`~vm_common.safe_names.path_inside`.
 Generation is injected (``generate_fn(prompt, reference_image, seed) -> uint8 frames (F, H, W, 3)``), so the
 runner never imports vm_model; :mod:`vm_eval.bench` wires the real pipeline.
@@ -189,8 +191,10 @@ def run_items(bench: Benchmark, items: list[WorkItem], out_dir: Path, *, method:
     stats = LoopStats(total=len(items), mine=len(mine), skipped=len(mine) - len(todo))
     if stats.skipped:
         logger.info("resume: %d of %d videos already scored, %d to go", stats.skipped, len(mine), len(todo))
-    preps: dict[str, ReferencePrep] = {}
     t0 = time.perf_counter()
+    todo = _rescore_saved_videos(todo, out_dir, method=method, scorer=scorer, store=store, stats=stats,
+                                 existing=existing, planned=planned, proc=proc, progress=progress)
+    preps: dict[str, ReferencePrep] = {}
     with _progress(len(todo), f"bench run {bench.name}", proc, progress) as bar:
         for group in subject_batches(todo, batch_size):
             s = group[0].subject
@@ -224,6 +228,43 @@ def run_items(bench: Benchmark, items: list[WorkItem], out_dir: Path, *, method:
     return stats
 
 
+def missing_metrics(existing: set[tuple[str, str, str]], method: str, sample_id: str,
+                    wanted: tuple[str, ...]) -> list[str]:
+    """The metrics of ``wanted`` that have no row yet for this video (resume scores only these)."""
+    return [m for m in wanted if (method, sample_id, m) not in existing]
+
+
+def _rescore_saved_videos(todo: list[WorkItem], out_dir: Path, *, method: str, scorer: VideoScorer,
+                          store: SampleStore, stats: LoopStats, existing: set, planned: Mapping, proc: ProcessInfo,
+                          progress: bool) -> list[WorkItem]:
+    """Videos of ``todo`` that are already generated and scored on some metrics (a suite added to a finished run,
+    rows proven current by their fingerprint): only the missing metrics are scored, on the saved video read back
+    (rows say ``scored_from: saved video``); nothing is generated again. Returns the items still to generate."""
+    rows_by_video: dict[str, dict] = {}
+    for r in read_samples(out_dir):
+        if r.get("method") == method:
+            rows_by_video.setdefault(str(r.get("sample_id")), r)
+    rescore = [it for it in todo if it.sample_id in rows_by_video
+               and (out_dir / str(rows_by_video[it.sample_id].get("video", ""))).is_file()]
+    if not rescore:
+        return todo
+    refs = load_references({it.subject.id: it.subject.image for it in rescore})
+    logger.info("resume: %d video(s) already generated get only their missing metrics", len(rescore))
+    with _progress(len(rescore), "bench run: missing metrics", proc, progress) as bar:
+        for it in rescore:
+            first = rows_by_video[it.sample_id]
+            wanted = missing_metrics(existing, method, it.sample_id, scorer.metrics_for(it.subject.kind))
+            frames = read_video_strict(out_dir / first["video"])
+            results = scorer.score(frames, prompt=it.prompt.text, reference=refs[it.subject.id],
+                                   kind=it.subject.kind, metrics=wanted, dd_frames=frames)
+            base = {k: v for k, v in first.items() if k not in ("metric", "value", "status", "reason", "detail")}
+            base.update(fingerprint=planned[(method, it.sample_id)], scored_from="saved video")
+            stats.record(store, result_rows(base, results))
+            bar.update(1)
+    done = {it.sample_id for it in rescore}
+    return [it for it in todo if it.sample_id not in done]
+
+
 def subject_batches(items: list[WorkItem], size: int) -> list[list[WorkItem]]:
     """Consecutive items of one subject, at most ``size`` per group (items come grouped by subject)."""
     groups: list[list[WorkItem]] = []
@@ -255,15 +296,28 @@ class ScoreTask:
     reference: str
     category: str | None = None
     extra: dict = field(default_factory=dict)
+    references: tuple[str, ...] = ()  # several references (multi-subject video; reference is the first)
+    reference_names: tuple[str, ...] = ()  # their detector prompts (object videos; vm_eval.multi_subject)
+
+    @property
+    def n_references(self) -> int:
+        return max(1, len(self.references))
 
 
 def plan_score(tasks: list[ScoreTask], scorer) -> dict[tuple[str, str], dict[str, str]]:
     """(method, sample_id) -> the fingerprint of each video ``bench score`` scores: the video's and reference's
     bytes, prompt, kind and the scoring setup."""
-    refs = {t.reference: file_digest(t.reference) for t in tasks}
+    refs = {r: file_digest(r) for t in tasks for r in (t.reference, *t.references)}
     scoring = scoring_identity(scorer)
+
+    def several(t: ScoreTask) -> dict:  # only rows with several references: older fingerprints stay as they were
+        detector = getattr(getattr(getattr(scorer, "encoders", None), "config", None), "subject_detector", None)
+        return {"references": [refs[r] for r in t.references], "reference_names": list(t.reference_names),
+                "subject_detector": detector} if len(t.references) > 1 else {}
+
     return {(t.method, t.sample_id): fingerprint({"video": file_digest(t.video), "reference": refs[t.reference],
-                                                  "prompt": t.prompt, "kind": t.kind, "scoring": scoring})
+                                                  "prompt": t.prompt, "kind": t.kind, "scoring": scoring,
+                                                  **several(t)})
             for t in tasks}
 
 
@@ -273,30 +327,37 @@ def score_tasks(tasks: list[ScoreTask], out_dir: Path, *, scorer: VideoScorer, p
     Rows of these methods whose fingerprint differs refuse the run unless ``overwrite`` (:mod:`vm_eval.resume`)."""
     proc = proc or ProcessInfo()
     store = SampleStore(Path(out_dir), proc)
-    refs = load_references({t.reference: t.reference for t in tasks})
+    refs = load_references({r: r for t in tasks for r in (t.reference, *t.references)})
     planned = plan_score(tasks, scorer)
     stale = find_stale(stored_fingerprints(read_samples(Path(out_dir)), {t.method for t in tasks}), planned)
     resolve_stale(stale, Path(out_dir), overwrite=overwrite, proc=proc)
     existing = store.existing()
     mine = split_for_process(tasks, proc)
-    todo = [t for t in mine if not all((t.method, t.sample_id, m) in existing for m in scorer.metrics_for(t.kind))]
+    todo = [t for t in mine if not all((t.method, t.sample_id, m) in existing
+                                       for m in scorer.metrics_for(t.kind, t.n_references))]
     stats = LoopStats(total=len(tasks), mine=len(mine), skipped=len(mine) - len(todo))
     t0 = time.perf_counter()
     with _progress(len(todo), "bench score", proc, progress) as bar:
         for t in todo:
+            wanted = missing_metrics(existing, t.method, t.sample_id,
+                                     scorer.metrics_for(t.kind, t.n_references))  # resume: new only
             base = {"sample_id": t.sample_id, "method": t.method, "subject": t.subject, "kind": t.kind,
                     "category": t.category, "prompt": t.prompt, "video": t.video, "reference": t.reference, **t.extra,
                     **(common or {}), "fingerprint": planned[(t.method, t.sample_id)]}
+            if len(t.references) > 1:
+                base.update(references=list(t.references), reference_names=list(t.reference_names))
             try:
                 frames, info = read_video_with_info(t.video)
             except MediaError as exc:
-                results = {m: MetricResult.error(str(exc)) for m in scorer.metrics_for(t.kind)}
+                results = {m: MetricResult.error(str(exc)) for m in wanted}
             else:
                 base.update(n_frames=int(frames.shape[0]), height=int(frames.shape[1]), width=int(frames.shape[2]))
                 # the authors' DD reader went by the frame rate of mp4 (non-GIF) files; GIFs keep all frames
                 fps = None if Path(t.video).suffix.lower() == ".gif" else info.fps
                 results = scorer.score(frames, prompt=t.prompt, reference=refs[t.reference], kind=t.kind,
-                                       video_fps=fps)
+                                       metrics=wanted, video_fps=fps,
+                                       references=[refs[r] for r in t.references],
+                                       subject_prompts=t.reference_names)
             stats.record(store, result_rows(base, results))
             bar.update(1)
     stats.seconds = time.perf_counter() - t0

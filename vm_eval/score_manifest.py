@@ -2,6 +2,10 @@
 
 Required keys: ``video``, ``prompt``, ``reference``, ``subject``, ``method``; optional: ``category``, ``kind``
 (``human`` | ``object``, default from ``--kind``), ``sample_id`` (default ``<subject>:<video>``), ``seed``.
+A video made from several references lists them in ``references`` (a JSON list of paths; ``reference`` may then be
+left out and is the first) and, for ``object`` videos, may name each subject's detector prompt in
+``reference_names`` (same length; default ``object``): such rows also get the multi-subject metrics
+(:mod:`vm_eval.multi_subject`).
 Relative paths are relative to the manifest's folder. Read strictly (:mod:`vm_common.input_tables`): every bad
 line (not JSON, a list where text is wanted, ...) is named with its file and line, and nothing is scored. (Not the
 training-data manifest of ``vm preprocess-dataset``: that one is :mod:`vm_data.clip_manifest`.)
@@ -12,11 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from vm_common.errors import InputFileError
-from vm_common.input_tables import RowError, field_int, field_str, read_jsonl_rows
+from vm_common.input_tables import RowError, field_int, field_str, field_str_list, read_jsonl_rows
 
 from .runner import ScoreTask
 
-REQUIRED = ("video", "prompt", "reference", "subject", "method")
+REQUIRED = ("video", "prompt", "reference", "subject", "method")  # "reference" may come from "references"
 PATHS = ("video", "reference")
 TEXT_FIELDS = ("category", "kind", "sample_id", "benchmark")
 KINDS = ("human", "object")
@@ -30,6 +34,12 @@ class ScoreManifestError(InputFileError):
 
 def _task(row: dict, base: Path, default_kind: str) -> ScoreTask:
     """One row as a task; :class:`RowError` names the field that does not fit."""
+    references = field_str_list(row, "references", separator=None)
+    names = field_str_list(row, "reference_names", separator=None)
+    if names and len(names) != len(references):
+        raise RowError(f"'reference_names' has {len(names)} names for {len(references)} references")
+    if references and row.get("reference") in (None, ""):
+        row = {**row, "reference": references[0]}
     values = {k: field_str(row, k, required=True, numbers=k not in PATHS) for k in REQUIRED}
     optional = {k: field_str(row, k) for k in TEXT_FIELDS}
     kind = optional["kind"] or default_kind
@@ -48,7 +58,8 @@ def _task(row: dict, base: Path, default_kind: str) -> ScoreTask:
 
     sample_id = optional["sample_id"] or f"{values['subject']}:{values['video']}"
     return ScoreTask(sample_id, values["method"], values["subject"], kind, values["prompt"],
-                     resolve(values["video"]), resolve(values["reference"]), optional["category"], extra)
+                     resolve(values["video"]), resolve(values["reference"]), optional["category"], extra,
+                     references=tuple(resolve(r) for r in references), reference_names=tuple(names))
 
 
 def read_score_manifest(path: Path, default_kind: str = "human") -> list[ScoreTask]:

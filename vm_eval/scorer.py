@@ -24,7 +24,7 @@ from .encoders import Encoders
 from .face import face_metric
 from .flow import DynamicRule, dynamic_degree
 from .imaging import to_pil_list
-from .metrics import get_metric, metrics_for
+from .metrics import get_metric, metrics_for_video
 from .results import MetricResult
 
 logger = logging.getLogger(__name__)
@@ -56,8 +56,8 @@ class VideoScorer:
     def flow_name(self) -> str:
         return self.encoders.config.flow
 
-    def metrics_for(self, kind: str) -> tuple[str, ...]:
-        return metrics_for(kind, self.flow_name, self.encoders.config.suites)
+    def metrics_for(self, kind: str, n_references: int = 1) -> tuple[str, ...]:
+        return metrics_for_video(kind, self.flow_name, self.encoders.config.suites, n_references)
 
     # ----------------------------------------------------------------------------------------- cached embeddings
     def reference_image(self, family: str, ref: Reference) -> Image.Image:
@@ -92,12 +92,15 @@ class VideoScorer:
     # ------------------------------------------------------------------------------------------------- scoring
     def score(self, frames: np.ndarray, *, prompt: str, reference: Reference, kind: str = "human",
               metrics: Sequence[str] | None = None, dd_frames: np.ndarray | None = None,
-              video_fps: float | None = None) -> dict[str, MetricResult]:
+              video_fps: float | None = None, references: Sequence[Reference] = (),
+              subject_prompts: Sequence[str] = ()) -> dict[str, MetricResult]:
         """Per-video results for ``metrics`` (default: those of ``kind``). ``dd_frames``: the frames flow is
         computed on when they differ from the scored ones (the paper ran DD on the saved GIFs). ``video_fps``: the
         frame rate of a non-GIF video file the frames were read from; the ``videomaker`` protocol then keeps every
-        ``round(fps / 8)``-th frame for DD, as the authors' reader did."""
-        wanted = tuple(metrics or self.metrics_for(kind))
+        ``round(fps / 8)``-th frame for DD, as the authors' reader did. ``references``: all references of a video
+        made from several (they add the multi-subject metrics, :mod:`vm_eval.multi_subject`); ``subject_prompts``:
+        their detector prompts (object videos)."""
+        wanted = tuple(metrics or self.metrics_for(kind, max(1, len(references))))
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"expected uint8 frames (F, H, W, 3), got {frames.dtype} {frames.shape}")
         families: dict[str, list[str]] = {}
@@ -106,9 +109,12 @@ class VideoScorer:
         results: dict[str, MetricResult] = {}
         pil = to_pil_list(frames) if {"clip", "dino"} & set(families) else []
         for family, names in families.items():
+            if family == "multi":  # several references (vm_eval.multi_subject)
+                results.update(self._multi(names, frames, references, kind, subject_prompts))
+                continue
             try:
                 results.update(self._score_family(family, names, frames, pil, prompt, reference, dd_frames,
-                                                  video_fps))
+                                                  video_fps, kind=kind))
             except Exception as exc:  # one family failing must not stop the others; the policy decides bugs
                 internal = self.policy.check(exc, f"{family} scoring")
                 if not internal:
@@ -119,7 +125,7 @@ class VideoScorer:
         return {m: results[m] for m in wanted}
 
     def _score_family(self, family, names, frames, pil, prompt, reference, dd_frames,
-                      video_fps=None) -> dict[str, MetricResult]:
+                      video_fps=None, kind: str = "human") -> dict[str, MetricResult]:
         if family == "clip":
             return self._clip(names, pil, prompt, reference)
         if family == "dino":
@@ -132,6 +138,10 @@ class VideoScorer:
             return self.encoders.toy.score(frames, reference.image, prompt, tuple(names))
         if family == "vbench":
             return self.encoders.vbench.score(frames, tuple(names))
+        if family == "opens2v":
+            ref = reference.raw.convert("RGB") if reference.raw is not None else reference.image
+            return self.encoders.opens2v.score(frames, tuple(names), prompt=prompt, reference=ref,
+                                               reference_key=reference.key, label="human" if kind == "human" else None)
         if family == "copypaste":
             return self.encoders.copypaste.score(frames, reference.image)
         if family == "flow":
@@ -145,6 +155,28 @@ class VideoScorer:
                 res = replace(res, detail={**res.detail, "source_fps": video_fps, "frame_interval": interval})
             return {name: res for name in names}
         raise KeyError(f"unknown metric family {family!r}")
+
+    def _multi(self, names, frames, references, kind, prompts) -> dict[str, MetricResult]:
+        """The multi-subject metrics; a failure gives error results for them only (the policy decides bugs)."""
+        try:
+            embeddings = []
+            for k, ref in enumerate(references):  # cached per reference, like every family's
+                if kind == "human":
+                    emb, reason = self._ref("face", ref)
+                    if emb is None:
+                        return {n: MetricResult.error(f"reference {k + 1} ({ref.key}): {reason}") for n in names}
+                else:
+                    emb = self._ref("dino", ref)
+                embeddings.append(emb)
+            embeddings = np.stack(embeddings) if embeddings else np.zeros((0, 0))
+            return self.encoders.multi.score(frames, embeddings, kind, tuple(names), prompts=tuple(prompts))
+        except Exception as exc:  # noqa: BLE001 - as any family
+            internal = self.policy.check(exc, "multi-subject scoring")
+            if not internal:
+                logger.warning("multi-subject metrics failed: %s: %s", type(exc).__name__, exc)
+            detail = {"error_kind": INTERNAL_ERROR} if internal else {}
+            return {n: MetricResult.error(f"multi-subject scoring failed: {type(exc).__name__}: {exc}", **detail)
+                    for n in names}
 
     def _clip(self, names, pil, prompt, reference) -> dict[str, MetricResult]:
         enc = self.encoders.clip

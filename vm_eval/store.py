@@ -16,7 +16,10 @@ from typing import Iterable
 from vm_common.distributed import SHARD_DIR, ProcessInfo, shard_files, shard_path
 from vm_common.io_utils import append_jsonl, atomic_write_text, dumps_row, read_jsonl, repair_jsonl
 
+from vm_common.status import SKIPPED
+
 from .metrics import METRICS
+from .results import MODEL_UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +65,10 @@ class SampleStore:
             repair_jsonl(path)
 
     def existing(self) -> set[tuple[str, str, str]]:
-        return {row_key(r) for r in read_samples(self.out_dir)}
+        """Keys of the rows a resumed run keeps: all but skips for a model that was unavailable
+        (``MetricResult.unavailable``), which are scored again (the new row replaces the old one on merge)."""
+        return {row_key(r) for r in read_samples(self.out_dir)
+                if not (r.get("status") == SKIPPED and (r.get("detail") or {}).get(MODEL_UNAVAILABLE))}
 
     def append(self, rows: list[dict]) -> None:
         append_jsonl(self.path, rows)

@@ -17,8 +17,9 @@ from .metrics import KIND_COLUMNS, KINDS, OBJECT_COLUMNS, SUITE_COLUMNS, SUITE_L
 LAYOUTS = ("paper", "ablation")
 DIS_NOTE = "DD (DIS): OpenCV DIS flow instead of RAFT; NOT comparable with the paper's DD."
 RANDOM_NOTE = "RANDOM WEIGHTS (tiny preset): these numbers are meaningless; they only show the pipeline works."
-VBENCH_NOTE = ("VBench: subject / background consistency and aesthetic quality computed as VBench's own code does "
-               "(DINO ViT-B/16, CLIP ViT-B/32, LAION aesthetic head on CLIP ViT-L/14; per-video values in [0, 1]); "
+VBENCH_NOTE = ("VBench: subject / background consistency, motion smoothness, aesthetic and imaging quality computed "
+               "as VBench's own code does (DINO ViT-B/16, CLIP ViT-B/32, AMT-S, LAION aesthetic head on CLIP "
+               "ViT-L/14, MUSIQ/100; per-video values in [0, 1]); "
                "not the paper's protocol (docs/eval.md).")
 TOY_NOTE = ("Toy: Fidelity err. = colour earth mover's distance (RGB 0..255) between the generated subject and the "
             "reference subject (lower is better); Motion dir. = fraction of videos moving in the captioned direction.")
@@ -85,7 +86,8 @@ def table_blocks(summary: dict, layout: str = "paper") -> list[dict]:
                             for j, m in enumerate(cols)]
             rows = [{"method": g["method"], "values": values[i], "ranks": [rc[i] for rc in ranks_by_col],
                      "group": g} for i, g in enumerate(groups)]
-            title = _title(kind, layout) + (f" - {SUITE_LABELS[suite]}" if SUITE_LABELS[suite] else "")
+            label = "" if kind == "toy" else SUITE_LABELS.get(suite, suite)  # the toy's metrics are its own
+            title = _title(kind, layout) + (f" - {label}" if label else "")
             blocks.append({"kind": kind, "suite": suite, "title": title, "columns": cols, "rows": rows})
     return blocks
 

@@ -170,3 +170,131 @@ def _build_aesthetic(folder: Path) -> None:
 def tiny_aesthetic_head() -> Path:
     """A random ``Linear(embed_dim of the tiny CLIP, 1)`` state dict in the LAION head's file format."""
     return tiny_component("eval-aesthetic", _build_aesthetic) / "sa_0_4_vit_l_14_linear.pth"
+
+
+def _build_curricularface(folder: Path) -> None:
+    from safetensors.torch import save_file
+
+    from .curricularface import IRBackbone, save_arch, tiny_arch
+
+    torch.manual_seed(0)
+    model = IRBackbone(tiny_arch()).eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so eval-mode outputs depend on every layer
+        for m in model.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "curricularface.safetensors"))
+    save_arch(tiny_arch(), folder)
+
+
+def tiny_curricularface() -> Path:
+    """A tiny-width random CurricularFace IR backbone (TFace state dict layout) + its architecture file."""
+    return tiny_component("eval-curricularface", _build_curricularface) / "curricularface.safetensors"
+
+
+def _build_opens2v_aesthetic(folder: Path) -> None:
+    from .opens2v import AestheticMLP
+
+    torch.manual_seed(0)
+    torch.save(AestheticMLP(TINY_CLIP_CONFIG["embed_dim"]).state_dict(), folder / "aesthetic-model.pth")
+
+
+def tiny_opens2v_aesthetic() -> Path:
+    """A random OpenS2V aesthetic MLP head on the tiny CLIP's embedding size, in the released file's format."""
+    return tiny_component("eval-opens2v-aesthetic", _build_opens2v_aesthetic) / "aesthetic-model.pth"
+
+
+# VBench motion smoothness / imaging quality: the released architectures at small widths (vm_eval.amt, vm_eval.musiq)
+TINY_AMT = {"channels": [8, 8, 12, 12], "skip_channels": 4, "feat_channels": [8, 8, 16], "feat_dim": 16,
+            "hidden_dim": 16, "flow_dim": 4, "corr_dim": 8, "fc_dim": 8, "corr_radius": 1, "corr_levels": 2,
+            "num_flows": 2}
+TINY_MUSIQ = {"hidden_size": 32, "mlp_dim": 64, "num_heads": 2, "num_layers": 2, "token_dim": 32}
+
+
+def randomise_musiq_tables(encoder: nn.Module) -> None:
+    """Random position / scale tables and class token (zeros would hide a wrong position or scale index)."""
+    with torch.no_grad():
+        for t in (encoder.posembed_input.position_emb, encoder.scaleembed_input.scale_emb, encoder.cls):
+            t.normal_(0.0, 1.0)
+
+
+def _build_amt(folder: Path) -> None:
+    from safetensors.torch import save_file
+
+    from .amt import AMTS, AMTConfig
+
+    torch.manual_seed(0)
+    model = AMTS(AMTConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in TINY_AMT.items()}))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "amt-s.safetensors"))
+    (folder / "amt_config.json").write_text(json.dumps(TINY_AMT))
+
+
+def tiny_amt() -> Path:
+    """A random AMT-S at small widths (``amt_config.json`` beside it), loaded by :func:`vm_eval.amt.load_amt_s`."""
+    return tiny_component("eval-amt", _build_amt) / "amt-s.safetensors"
+
+
+def _build_musiq(folder: Path) -> None:
+    from safetensors.torch import save_file
+
+    from .musiq import MUSIQ, MUSIQConfig
+
+    torch.manual_seed(0)
+    model = MUSIQ(MUSIQConfig(**TINY_MUSIQ))
+    randomise_musiq_tables(model.transformer_encoder)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "musiq.safetensors"))
+    (folder / "musiq_config.json").write_text(json.dumps(TINY_MUSIQ))
+
+
+def tiny_musiq() -> Path:
+    """A random MUSIQ at small widths (``musiq_config.json`` beside it), loaded by :func:`vm_eval.musiq.load_musiq`."""
+    return tiny_component("eval-musiq", _build_musiq) / "musiq.safetensors"
+
+
+GME_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                      "<|image_pad|>", "<|video_pad|>")
+
+
+# Qwen2-VL's chat layout in a few lines (images as vision-start / image-pad / vision-end, then the text parts)
+TINY_VLM_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ c['text'] }}{% endif %}"
+    "{% endfor %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def _build_gme(folder: Path) -> None:
+    """A tiny random Qwen2-VL (transformers' own classes) with a byte-level tokenizer holding Qwen2-VL's special
+    tokens, saved as a model folder that ``AutoModelForImageTextToText`` / ``AutoProcessor`` load."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import (PreTrainedTokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration,
+                              Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor)
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(list(GME_SPECIAL_TOKENS))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    ids = {t: fast.convert_tokens_to_ids(t) for t in GME_SPECIAL_TOKENS}
+    processor = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(), tokenizer=fast,
+                                 video_processor=Qwen2VLVideoProcessor(), chat_template=TINY_VLM_CHAT_TEMPLATE)
+    cfg = Qwen2VLConfig(
+        text_config=dict(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                         rope_scaling={"type": "mrope", "mrope_section": [4, 2, 2]},
+                         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|endoftext|>"]),
+        vision_config=dict(depth=1, embed_dim=16, num_heads=2, hidden_size=32, mlp_ratio=2, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2, in_chans=3),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|endoftext|>"])
+    torch.manual_seed(0)
+    Qwen2VLForConditionalGeneration(cfg).eval().save_pretrained(folder)
+    processor.save_pretrained(folder)
+
+
+def tiny_gme() -> Path:
+    """Folder of a tiny random Qwen2-VL (GME-Qwen2-VL's architecture and processor, byte-level tokenizer, a chat
+    template): GME's stand-in, and a local NaturalScore judge for tests."""
+    return tiny_component("eval-gme", _build_gme)

@@ -18,6 +18,7 @@ Followed from VBench's source (``vbench/subject_consistency.py``, ``vbench/backg
 * aesthetic quality: the LAION aesthetic linear predictor (``sa_0_4_vit_l_14_linear.pth``, ``Linear(768, 1)``) on
   L2-normalised CLIP ViT-L/14 image features (``clip_transform`` as above, batches of 32 frames), divided by 10;
   the per-video value is the mean over frames.
+* motion smoothness (AMT-S) and imaging quality (MUSIQ): :mod:`vm_eval.vbench_motion_imaging`; scored here too.
 
 VBench's suite-level number is ``sum of all pair similarities / number of pairs`` (consistencies, one process) or
 the mean of per-video values (aesthetic, and the consistencies under several processes); each row's ``detail``
@@ -38,6 +39,8 @@ import torch
 from .clip import CLIP_MEAN, CLIP_STD
 from .dino import IMAGENET_MEAN, IMAGENET_STD
 from .results import MetricResult
+from .vbench_motion_imaging import (IMAGING, MOTION, imaging_input, imaging_quality_score, motion_smoothness,
+                                    musiq_frame_scores)
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +149,8 @@ class VBenchScorer:
 
     models: object
     batch_size: int = 16
+    pair_batch: int = 4  # frame pairs per AMT-S forward (motion smoothness)
+    imaging_mode: str = "longer"  # VBench's imaging_quality_preprocessing_mode (its default)
 
     @property
     def model_id(self) -> str:
@@ -181,4 +186,24 @@ class VBenchScorer:
             out[BACKGROUND] = consistency_score(self.clip_features(self.models.clip_b32, t, self.batch_size).numpy())
         if AESTHETIC in names:
             out[AESTHETIC] = aesthetic_score(self.aesthetic_raw(t).numpy())
+        if MOTION in names:
+            out[MOTION] = self.motion_smoothness(frames)
+        if IMAGING in names:
+            out[IMAGING] = self.imaging_quality(t)
         return out
+
+    def motion_smoothness(self, frames: np.ndarray) -> MetricResult:
+        """VBench motion smoothness (:mod:`vm_eval.vbench_motion_imaging`); skipped with the reason when AMT-S's
+        weights are missing."""
+        model, missing = self.models.amt
+        if model is None:
+            return MetricResult.unavailable(f"AMT-S weights missing: {missing}")
+        return motion_smoothness(model, frames, self.models.encoders.device, self.pair_batch)
+
+    def imaging_quality(self, frames: torch.Tensor) -> MetricResult:
+        """VBench imaging quality (MUSIQ); skipped with the reason when MUSIQ's weights are missing."""
+        model, missing = self.models.musiq
+        if model is None:
+            return MetricResult.unavailable(f"MUSIQ weights missing: {missing}")
+        x = imaging_input(frames, self.imaging_mode)
+        return imaging_quality_score(musiq_frame_scores(model, x, self.models.encoders.device, self.batch_size))

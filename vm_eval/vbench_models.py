@@ -3,7 +3,9 @@
 Full preset: DINO ViT-B/16 (timm ``vit_base_patch16_224.dino``, the weights of ``facebookresearch/dino``'s
 ``dino_vitb16``), CLIP ViT-B/32 (shared with the paper's CLIP metrics), CLIP ViT-L/14 (open_clip
 ``ViT-L-14-quickgelu`` + OpenAI weights) and the LAION aesthetic linear head; each by Hugging Face id or local
-path (:mod:`vm_eval.registry`; a missing one raises :class:`~vm_common.weights.MissingWeightsError`). Tiny preset:
+path (:mod:`vm_eval.registry`; a missing one raises :class:`~vm_common.weights.MissingWeightsError`). AMT-S
+(motion smoothness) and MUSIQ (imaging quality) are optional: missing weights skip their dimension with the
+reason. Tiny preset:
 random stand-ins built offline (:mod:`vm_eval.tiny`) that load through the same code.
 """
 
@@ -61,6 +63,7 @@ class VBenchModels:
         self.encoders = encoders
         self.config = encoders.config
         self.tiny = self.config.preset == "tiny"
+        self._optional_models: dict[str, tuple] = {}
 
     @cached_property
     def dino(self) -> TimmModel:
@@ -109,13 +112,59 @@ class VBenchModels:
 
         return load_aesthetic_head(AESTHETIC.resolve(self.config.aesthetic_weights), torch.device("cpu"))
 
+    def _optional(self, name: str, load):
+        """Load an optional model once; missing weights -> ``(None, reason)`` so its dimension is skipped with the
+        reason (the other dimensions still run)."""
+        from vm_common.weights import MissingWeightsError
+
+        if name not in self._optional_models:
+            try:
+                self._optional_models[name] = (load(), None)
+            except MissingWeightsError as exc:
+                logger.warning("%s", exc)
+                self._optional_models[name] = (None, str(exc))
+        return self._optional_models[name]
+
+    @property
+    def amt(self):
+        """(AMT-S or None, reason): VBench motion smoothness's frame interpolator, float32 on every device."""
+        from .amt import load_amt_s
+
+        def load():
+            if self.tiny:
+                from .tiny import tiny_amt
+
+                return load_amt_s(tiny_amt(), device=self.encoders.device)
+            from .registry import AMT_S_WEIGHTS
+
+            return load_amt_s(AMT_S_WEIGHTS.resolve(self.config.amt_weights), device=self.encoders.device)
+        return self._optional("amt", load)
+
+    @property
+    def musiq(self):
+        """(MUSIQ or None, reason): VBench imaging quality's MUSIQ (SPAQ), float32 on every device."""
+        from .musiq import load_musiq
+
+        def load():
+            if self.tiny:
+                from .tiny import tiny_musiq
+
+                return load_musiq(tiny_musiq(), device=self.encoders.device)
+            from .registry import MUSIQ_SPAQ_WEIGHTS
+
+            return load_musiq(MUSIQ_SPAQ_WEIGHTS.resolve(self.config.musiq_weights), device=self.encoders.device)
+        return self._optional("musiq", load)
+
     @property
     def model_id(self) -> str:
         c = self.config
         if self.tiny:
-            return "tiny-random: DINO ViT-B/16 layout, CLIP stand-ins, Linear aesthetic head"
-        from .registry import AESTHETIC, CLIP_L14, VBENCH_DINO
+            return ("tiny-random: DINO ViT-B/16 layout, CLIP stand-ins, Linear aesthetic head, AMT-S and MUSIQ at "
+                    "small widths")
+        from .registry import AESTHETIC, AMT_S_WEIGHTS, CLIP_L14, MUSIQ_SPAQ_WEIGHTS, VBENCH_DINO
 
         return (f"DINO {c.vbench_dino_weights or VBENCH_DINO.default}; CLIP ViT-B/32 (as CLIP-T); "
                 f"CLIP ViT-L/14 {c.clip_l14_weights or CLIP_L14.default}; "
-                f"aesthetic {c.aesthetic_weights or AESTHETIC.default}")
+                f"aesthetic {c.aesthetic_weights or AESTHETIC.default}; "
+                f"AMT-S {c.amt_weights or AMT_S_WEIGHTS.default}; "
+                f"MUSIQ {c.musiq_weights or MUSIQ_SPAQ_WEIGHTS.default}")
