@@ -100,6 +100,9 @@ class ToyConfig:
     stage2_whole_unet: bool = field(default=True, metadata={
         "help": "stage 2 trains every UNet parameter (--train-whole-unet), not only spatial self-attention and motion "
                 "modules as the paper does: the toy base is far weaker than SD 1.5 (docs/toy_customization.md)"})
+    stage2_latent_cache: bool = field(default=False, metadata={
+        "help": "stage 2 trains from a latent cache: `vm cache-latents` encodes the stage-2 manifest once, then "
+                "`vm train --latent-cache` (the reference, augmented, is still encoded on the fly)"})
     warmup_steps: int = field(default=20, metadata={"help": "linear warm-up steps of stages 1 and 2"})
     inference_steps: int = field(default=25, metadata={"help": "DDIM steps at evaluation"})
     guidance_scale: float = field(default=4.0, metadata={"help": "classifier-free guidance scale at evaluation"})
@@ -233,10 +236,18 @@ def stage2_manifest(cfg: ToyConfig, manifest: Path) -> Path:
     return out
 
 
+def latent_cache_args(cfg: ToyConfig, work: Path, manifest: Path) -> list[str]:
+    """`vm cache-latents` of the stage-2 manifest with the shapes and base of the stage-2 runs (fp32, as they train)."""
+    return ["--preset", "full", "--base-model", str(work / "base"), "--data", str(manifest),
+            "--output", str(work / "latent_cache"), "--num-frames", str(cfg.num_frames), "--frame-stride", "1",
+            "--resolution", str(cfg.size), "--dtype", "fp32", "--device", "cpu", "--overwrite"]
+
+
 def stage2_args(cfg: ToyConfig, work: Path, manifest: Path, name: str) -> list[str]:
     init = ["--weights", str(work / "runs" / "base")] if cfg.base_steps > 0 else []
     whole = ["--train-whole-unet"] if cfg.stage2_whole_unet else []
-    return common_train_args(cfg, work, manifest) + init + whole + TRAINED[name] + [
+    cache = ["--latent-cache", str(work / "latent_cache")] if cfg.stage2_latent_cache else []
+    return common_train_args(cfg, work, manifest) + init + whole + cache + TRAINED[name] + [
         "--output-dir", str(work / "runs" / name), "--max-steps", str(cfg.steps),
         "--checkpoint-every", str(cfg.steps), "--batch-size", str(cfg.batch), "--learning-rate", str(cfg.lr)]
 
@@ -491,8 +502,14 @@ def run(cfg: ToyConfig, out: Path, variants: list[str], quick: bool = False) -> 
     if cfg.steps <= 0:
         logger.info("--steps 0: stopping after the base model")
         return result
+    manifest2 = stage2_manifest(cfg, manifest)
+    if cfg.stage2_latent_cache:
+        from vm_model.cache_latents import main as cache_latents
+
+        with clock.stage("latent_cache"):
+            if cache_latents(latent_cache_args(cfg, work, manifest2)) != 0:
+                raise RuntimeError("vm cache-latents failed")
     with clock.stage("videomaker_training"):
-        manifest2 = stage2_manifest(cfg, manifest)
         run_vm_train({name: stage2_args(cfg, work, manifest2, name) for name in trained}, cfg.jobs, cfg.threads,
                      work / "logs")
     result["losses"] = {name: loss_summary(work / "runs" / name) for name in (["base"] if cfg.base_steps else [])

@@ -36,10 +36,12 @@ def trainable_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
             for n, p in model.named_parameters() if p.requires_grad}
 
 
-def save_trainable_weights(model: torch.nn.Module, path: str | Path, metadata: dict | None = None) -> Path:
+def save_trainable_weights(model: torch.nn.Module | None, path: str | Path, metadata: dict | None = None, *,
+                           tensors: dict[str, torch.Tensor] | None = None) -> Path:
+    """The trainable weights of ``model`` (or ``tensors``, already gathered, e.g. from FSDP shards) as safetensors."""
     from safetensors.torch import save_file
 
-    tensors = trainable_state_dict(model)
+    tensors = trainable_state_dict(model) if tensors is None else tensors
     if not tensors:
         raise ValueError("the model has no trainable parameters to save")
     with atomic_output(path) as tmp:
@@ -112,6 +114,8 @@ class WeightsReport:
 def _group(name: str) -> str:
     if "motion_modules" in name:
         return "motion_modules"
+    if ".vm_router." in name:
+        return "router"
     if ".attentions." in name and ".attn1." in name:
         return "spatial_self_attention"
     return "other"
@@ -119,7 +123,9 @@ def _group(name: str) -> str:
 
 def load_videomaker_weights(unet: torch.nn.Module, path: str | Path) -> WeightsReport:
     """Load a (partial) UNet state dict: official ``*_pytorch_model.bin`` or our ``trainable.safetensors`` (a LoRA
-    run's file is merged into the UNet: :func:`vm_model.training.lora.apply_lora_file`).
+    run's file is merged into the UNet: :func:`vm_model.training.lora.apply_lora_file`). A file with ID routers
+    (``vm_model.routing``) gives the UNet its routers first; one with routers only (`vm train --train-router-only`)
+    is loaded on top of the weights its run started from (its ``start_weights`` metadata).
 
     Keys are matched to the UNetMotionModel; common wrapper prefixes are stripped; a shape mismatch is an error;
     missing and unexpected keys are reported (and logged), never silently ignored.
@@ -136,6 +142,21 @@ def load_videomaker_weights(unet: torch.nn.Module, path: str | Path) -> WeightsR
             if key.startswith(prefix):
                 key = key[len(prefix):]
         state[key] = value
+    from .routing import (add_routers, has_routers, is_router_parameter, router_dim_in_state,
+                          router_neighbourhood_in_metadata, state_has_router)
+
+    start = None
+    if state and all(is_router_parameter(k) for k in state):  # a `vm train --train-router-only` file
+        from .components import resolve_videomaker_weights
+        from .training.lora import read_metadata
+
+        start = read_metadata(path).get("start_weights")
+        if start:
+            logger.info("%s holds ID routers only, trained on top of %s; loading those first", path, start)
+            load_videomaker_weights(unet, resolve_videomaker_weights(start))
+    if state_has_router(state) and not has_routers(unet):  # routing is on when the weights have a router
+        add_routers(unet, router_dim_in_state(state), router_neighbourhood_in_metadata(path))
+        logger.info("%s has ID routers: routing on (vm_model.routing)", path)
     own = unet.state_dict()
     mismatched = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
                   for k, v in state.items() if k in own and own[k].shape != v.shape]
@@ -149,7 +170,7 @@ def load_videomaker_weights(unet: torch.nn.Module, path: str | Path) -> WeightsR
         if key not in parameter_names:  # buffers (e.g. positional encodings) are not weights to be trained
             continue
         group = _group(key)
-        if group != "other":
+        if group != "other" and not start:  # a routers-only file: the rest came from its start weights
             not_covered[group] = not_covered.get(group, 0) + 1
     report = WeightsReport(str(path), loaded=len(state) - len(unexpected), unexpected=unexpected,
                            not_covered=not_covered)

@@ -95,8 +95,10 @@ def read_prompts(prompts: list[str] | None, prompts_file: Path | None) -> list[s
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vm generate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--image", nargs="+", type=Path, required=True,
-                   help="reference image(s) of the subject; several images = several reference frames")
+    p.add_argument("--image", nargs="+", type=Path, required=True, action="extend",
+                   help="reference image(s), repeatable (--image a.png --image b.png or --image a.png b.png): "
+                        "several images = several reference frames; with weights that have an ID router "
+                        "(`vm train --router`) each is a separate subject, routed (docs/multi_subject.md)")
     p.add_argument("--prompt", action="append", default=None, help="text prompt (repeatable)")
     p.add_argument("--prompts-file", type=Path, default=None, help="one prompt per line ('#' comments)")
     p.add_argument("--out", type=Path, required=True, help="output folder")

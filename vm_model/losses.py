@@ -27,6 +27,7 @@ class LossTerms:
     total: torch.Tensor
     video: torch.Tensor
     reg: torch.Tensor
+    routing: torch.Tensor | None = None  # the routing loss (vm_model.routing), when a router is trained on masks
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

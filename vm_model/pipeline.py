@@ -52,6 +52,11 @@ class VideoMakerPipeline(AnimateDiffPipeline):
     :class:`~vm_model.injection.InjectionSchedule`, or one weight per step) sets the reference's weight inside PISA
     at each denoising step; ``reference_guidance_scale`` adds a third guidance branch (negative prompt +
     reference) and guides text (``guidance_scale``) and reference separately (``vm_model.guidance``).
+
+    Several references (``reference_image`` a list, or R reference frames) are several subjects; when the UNet has
+    ID routers (``vm_model.routing``, weights trained with `vm train --router`) each generated token attends to the
+    references as its router says. ``routing``: None (default: soft where routers exist), ``"soft"``, ``"hard"``
+    (each token sees only its argmax reference, or none) or ``"off"`` (plain PISA).
     """
 
     def __init__(self, vae, text_encoder, tokenizer, unet, motion_adapter=None, scheduler=None,
@@ -141,10 +146,16 @@ class VideoMakerPipeline(AnimateDiffPipeline):
         reference_latents: torch.Tensor | None = None,
         injection_schedule: str | InjectionSchedule | Sequence[float] | None = None,
         reference_guidance_scale: float | None = None,
+        routing: str | None = None,
         **kwargs,
     ):
         if kwargs:
             raise TypeError(f"unexpected arguments: {sorted(kwargs)}")
+        control = None
+        if routing is not None:  # None: layers with a router route softly (vm_model.routing)
+            from .routing import RoutingControl
+
+            control = RoutingControl(routing)
         if cross_attention_kwargs:
             raise ValueError("cross_attention_kwargs are set per call by the pipeline (PISA frame counts); "
                              f"got {sorted(cross_attention_kwargs)}")
@@ -227,7 +238,8 @@ class VideoMakerPipeline(AnimateDiffPipeline):
                 model_input = torch.cat([latents] * (3 if separate else 2)) if guided else latents
                 model_input = self.scheduler.scale_model_input(model_input, t)
                 noise_pred, _ = unet_with_reference(self.unet, model_input, ref, t, text, added_cond_kwargs,
-                                                    reference_weight=1.0 if weights is None else weights[i])
+                                                    reference_weight=1.0 if weights is None else weights[i],
+                                                    routing=control)
                 if guided:
                     noise_pred = combine(noise_pred, guidance_scale, reference_guidance_scale)
                 latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs).prev_sample

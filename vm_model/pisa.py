@@ -19,6 +19,11 @@ frames attend across frames: every logit from a token to a token of another fram
 generated frame: the reference keys; for a reference copy: frame i's keys and the other references' keys). w = 1 is
 the paper's PISA and runs exactly today's code (the key is not even passed); w = 0 is handled as exclusion, not as
 -inf arithmetic: each frame's stock self-attention over its own tokens.
+
+ID routing (:mod:`vm_model.routing`): a layer whose ``attn1`` has a router (``attn1.vm_router``) adds, for each
+generated token, the log-probability of reference r to the logits of reference r's keys (a fourth, optional call
+argument ``vm_routing`` switches it off / to hard routing and captures the distributions for the routing loss). A
+layer without a router, or a call with routing off, runs exactly the code above.
 """
 
 from __future__ import annotations
@@ -32,17 +37,22 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from .routing import ROUTER_ATTR, RoutingControl, routing_bias
+
 logger = logging.getLogger(__name__)
 
 PISAMode = Literal["concat", "lse"]
 _KW_FRAMES = "vm_num_frames"
 _KW_REFS = "vm_num_references"
 _KW_WEIGHT = "vm_reference_weight"
+_KW_ROUTING = "vm_routing"
 
 
-def pisa_kwargs(num_frames: int, num_references: int, reference_weight: float = 1.0) -> dict:
+def pisa_kwargs(num_frames: int, num_references: int, reference_weight: float = 1.0,
+                routing: RoutingControl | None = None) -> dict:
     """The per-call ``cross_attention_kwargs``: total frames per sample (F + R), reference frames (R) and, when it
-    is not 1, the reference weight w in [0, 1] (module docstring)."""
+    is not 1, the reference weight w in [0, 1] (module docstring); ``routing`` (when given): the routing switch and
+    loss capture of :mod:`vm_model.routing`."""
     if num_references < 0 or num_frames - num_references < 1:
         raise ValueError(f"need at least one generated frame: num_frames={num_frames}, num_references={num_references}")
     kwargs = {_KW_FRAMES: int(num_frames), _KW_REFS: int(num_references)}
@@ -51,6 +61,8 @@ def pisa_kwargs(num_frames: int, num_references: int, reference_weight: float = 
         raise ValueError(f"reference weight must be in [0, 1], got {reference_weight}")
     if weight != 1.0:
         kwargs[_KW_WEIGHT] = weight
+    if routing is not None:
+        kwargs[_KW_ROUTING] = routing
     return kwargs
 
 
@@ -87,6 +99,16 @@ def _sdpa_frames(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float
     else:
         out = F.scaled_dot_product_attention(q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1),
                                              attn_mask=bias.to(q.dtype), scale=scale)
+    return out.unflatten(0, (b, f))
+
+
+def _sdpa_routed(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+                 bias: torch.Tensor) -> torch.Tensor:
+    """SDPA over (B, F, heads, L, d) tensors with a per-sample, per-frame additive bias (B, F, Lq, Lk) shared by
+    the heads (the routing bias of the generated rows)."""
+    b, f = q.shape[:2]
+    out = F.scaled_dot_product_attention(q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1),
+                                         attn_mask=bias.flatten(0, 1).unsqueeze(1).to(q.dtype), scale=scale)
     return out.unflatten(0, (b, f))
 
 
@@ -174,7 +196,7 @@ class PISAAttnProcessor(_StockAttention):
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
                  vm_num_frames: int | None = None, vm_num_references: int = 0,
-                 vm_reference_weight: float = 1.0) -> torch.Tensor:
+                 vm_reference_weight: float = 1.0, vm_routing: RoutingControl | None = None) -> torch.Tensor:
         if not vm_num_references or not self.config.enabled:
             return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         if encoder_hidden_states is not None:
@@ -206,6 +228,15 @@ class PISAAttnProcessor(_StockAttention):
                 k = attn.norm_k(k)
             return q, k, v
 
+        router = getattr(attn, ROUTER_ATTR, None)
+        mode = "soft" if vm_routing is None else vm_routing.mode
+        route = None  # routed: (B, F, N, N + RN) logit bias of the generated rows (vm_model.routing)
+        if router is not None and mode != "off":
+            log_probs = router(video, x[:, frames:], None if vm_routing is None else vm_routing.latent_hw)
+            if vm_routing is not None and vm_routing.capture is not None:
+                vm_routing.capture.append(log_probs)
+            route = routing_bias(log_probs, tokens, mode)
+
         q_v, k_v, v_v = project(video)  # (B, F, h, N, d)
         q_r, k_r, v_r = project(ref)  # (B, h, R*N, d): computed once, shared by every frame
         rn = refs * tokens
@@ -215,7 +246,20 @@ class PISAAttnProcessor(_StockAttention):
 
         # w = 1 (the paper): no bias at all, today's computation; otherwise log w on cross-frame logits
         log_w = None if vm_reference_weight == 1.0 else math.log(vm_reference_weight)
-        if self.config.mode == "concat":
+        if route is not None:
+            if log_w is not None:
+                route = route + torch.cat([torch.zeros(tokens, device=route.device),
+                                           torch.full((rn,), log_w, device=route.device)])
+            video_out = _sdpa_routed(q_v, keys, values, attn.scale, route)
+            if self.config.mode == "concat":
+                bias = None if log_w is None else \
+                    _cross_frame_bias(tokens, refs, log_w, q_v.device, q_v.dtype)[tokens:]
+                ref_out = _sdpa_frames(q_r.unsqueeze(1).expand(expand), keys, values, attn.scale, bias).mean(dim=1)
+            elif self.config.mode == "lse":
+                ref_out = self._reference_queries_lse(q_r, k_v, v_v, k_r, v_r, attn.scale, log_w)
+            else:
+                raise ValueError(f"unknown PISA mode {self.config.mode!r}")
+        elif self.config.mode == "concat":
             queries = torch.cat([q_v, q_r.unsqueeze(1).expand(expand)], dim=3)
             bias = None if log_w is None else _cross_frame_bias(tokens, refs, log_w, queries.device, queries.dtype)
             out = _sdpa_frames(queries, keys, values, attn.scale, bias)  # (B, F, h, N+RN, d)
@@ -278,7 +322,7 @@ class ReferenceCrossAttnProcessor(_StockAttention):
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
                  attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None,
                  vm_num_frames: int | None = None, vm_num_references: int = 0,
-                 vm_reference_weight: float = 1.0) -> torch.Tensor:
+                 vm_reference_weight: float = 1.0, vm_routing: RoutingControl | None = None) -> torch.Tensor:
         if not vm_num_references or self.config.reference_in_cross_attention:
             return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         batch, frames, refs = _frame_layout(hidden_states, vm_num_frames, vm_num_references)
@@ -345,12 +389,13 @@ class PISARemovedError(RuntimeError):
     """A call with reference frames found spatial attention layers without their PISA processors."""
 
 
-def reference_aware(processor, weighted: bool = False) -> bool:
+def reference_aware(processor, weighted: bool = False, routed: bool = False) -> bool:
     """True for a processor that takes the per-call reference layout (declares PISA's frame-count kwargs by name,
     as diffusers requires): ours, or a user's own implementation of the same contract. ``weighted``: it must also
-    declare the reference weight."""
+    declare the reference weight; ``routed``: the routing control."""
     params = _declared_kwargs(type(processor))
-    return _KW_FRAMES in params and _KW_REFS in params and (not weighted or _KW_WEIGHT in params)
+    return _KW_FRAMES in params and _KW_REFS in params and (not weighted or _KW_WEIGHT in params) \
+        and (not routed or _KW_ROUTING in params)
 
 
 @functools.lru_cache(maxsize=None)
@@ -364,7 +409,7 @@ def _declared_kwargs(processor_class: type) -> frozenset[str]:
         return frozenset()
 
 
-def check_pisa_installed(unet, weighted: bool = False) -> None:
+def check_pisa_installed(unet, weighted: bool = False, routed: bool = False) -> None:
     """Raise :class:`PISARemovedError` unless every spatial attention processor is reference-aware
     (:func:`reference_aware`; with ``weighted``, also taking the reference weight). Without this, a call with a
     reference after ``fuse_qkv_projections()``, ``load_ip_adapter()``, ``set_attn_processor()`` or
@@ -374,7 +419,7 @@ def check_pisa_installed(unet, weighted: bool = False) -> None:
     processors = model.attn_processors  # one walk of the module tree (this runs on every call with a reference)
     expected = [n for n in processors if _is_spatial(n) and n.endswith(("attn1.processor", "attn2.processor"))]
     wrong = [(n, type(processors.get(n)).__name__) for n in expected
-             if not reference_aware(processors.get(n), weighted)]
+             if not reference_aware(processors.get(n), weighted, routed)]
     if wrong:
         name, found = wrong[0]
         raise PISARemovedError(
@@ -382,7 +427,8 @@ def check_pisa_installed(unet, weighted: bool = False) -> None:
             f"{found}): something replaced the attention processors (fuse_qkv_projections, load_ip_adapter, "
             f"set_attn_processor, enable_xformers_memory_efficient_attention); call install_pisa(unet) or "
             f"pipe.set_pisa_config(config) again before generating with a reference"
-            + (f"; a reference weight other than 1 also needs processors declaring {_KW_WEIGHT}" if weighted else ""))
+            + (f"; a reference weight other than 1 also needs processors declaring {_KW_WEIGHT}" if weighted else "")
+            + (f"; routing also needs processors declaring {_KW_ROUTING}" if routed else ""))
 
 
 def installed_pisa_config(unet) -> PISAConfig | None:

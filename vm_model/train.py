@@ -2,6 +2,7 @@
 
     vm train --preset tiny --data synthetic --max-steps 2 --output-dir runs/tiny
     accelerate launch -m vm_model.train --data OUT/manifest.jsonl --output-dir runs/celebv --mixed-precision fp16
+    accelerate launch --config_file configs/accelerate/fsdp.yaml -m vm_model.train ...   # sharded (FSDP2)
 
 Trainable: the spatial self-attention layers (PISA works through their existing weights) and, by default, the
 motion modules (or LoRA matrices on them, ``--lora-rank``); everything else is frozen (and kept in half precision
@@ -124,6 +125,21 @@ class TrainConfig:
                                                          "set instead of the weights themselves; 0 = off"})
     lora_alpha: float | None = field(default=None, metadata={"gt": 0, "help": "LoRA alpha (scale alpha / rank; default: the "
                                                                       "rank)"})
+    router: bool = field(default=False, metadata={
+        "help": "add an ID router to every PISA layer (vm_model.routing; docs/multi_subject.md): each generated token "
+                "weights its attention to each reference by a predicted distribution over the references + none. "
+                "Kept when --weights already has one"})
+    router_dim: int = field(default=32, metadata={"min": 1, "help": "router projection width"})
+    router_neighbourhood: int = field(default=0, metadata={
+        "min": 0, "help": "position-aware routing: each token's reference scores pooled over its N x N spatial "
+                          "neighbourhood (odd N >= 3; weighted by the neighbours' subject probability) before the "
+                          "softmax, so a region routes together; 0 = off (docs/multi_subject.md)"})
+    routing_loss_weight: float = field(default=0.1, metadata={
+        "min": 0, "help": "weight of the routing loss (class-balanced cross-entropy of the router against the "
+                          "per-token subject masks of multi-subject clips); needs --router and a multi-subject "
+                          "manifest; 0 = off"})
+    train_router_only: bool = field(default=False, metadata={
+        "help": "train only the routers (the injection stays as --weights has it; Ingredients' second stage)"})
     latent_cache: str | None = field(default=None, metadata={
         "help": "a folder made by `vm cache-latents` from --data: train on its latents and text embeddings without "
                 "loading the VAE and text encoder (with --augment the VAE is loaded to encode the augmented "
@@ -146,6 +162,14 @@ class TrainConfig:
             raise ValueError(f"--resolution must be a multiple of 8 (the VAE's factor), got {self.resolution}")
         if self.lora_rank and self.train_whole_unet:
             raise ValueError("--lora-rank and --train-whole-unet exclude each other")
+        if self.train_router_only and not self.router:
+            raise ValueError("--train-router-only needs --router")
+        if self.router_neighbourhood and not self.router:
+            raise ValueError("--router-neighbourhood needs --router")
+        if self.router_neighbourhood and (self.router_neighbourhood < 3 or self.router_neighbourhood % 2 == 0):
+            raise ValueError(f"--router-neighbourhood must be 0 (off) or odd and >= 3, got {self.router_neighbourhood}")
+        if self.router and self.lora_rank:
+            raise ValueError("--router and --lora-rank exclude each other (the router is trained as full weights)")
         if self.latent_cache and self.data == "synthetic":
             raise ValueError("--latent-cache needs --data MANIFEST, the manifest the cache was made from (`vm "
                              "cache-latents --data MANIFEST`), not --data synthetic")
@@ -242,11 +266,15 @@ class _EpochKeyedDataset(torch.utils.data.Dataset):
 
 
 def _collate(items: list[dict]) -> dict:
-    return {
+    batch = {
         "video": torch.stack([it["video"] for it in items]),
         "reference": torch.stack([it["reference"] for it in items]),
         "caption": [it["caption"] for it in items],
     }
+    if "references" in items[0]:  # multi-subject items (vm_data.dataset): R references and per-frame masks
+        batch["references"] = torch.stack([it["references"] for it in items])
+        batch["subject_masks"] = torch.stack([it["subject_masks"] for it in items])
+    return batch
 
 
 def build_dataset(cfg: TrainConfig, output_dir: Path):
@@ -269,6 +297,9 @@ def build_dataset(cfg: TrainConfig, output_dir: Path):
     clips = VideoClipDataset(manifest, num_frames=cfg.num_frames, frame_stride=cfg.frame_stride,
                              resolution=cfg.resolution, augment=AugmentConfig() if cfg.augment else None,
                              seed=cfg.seed)
+    if clips.num_subjects is not None and cfg.latent_cache:
+        raise ConfigError(f"{manifest} is a multi-subject manifest: --latent-cache does not cache several "
+                          f"references and their masks; train without it")
     if cfg.latent_cache:
         from .latent_cache.dataset import CachedClipDataset
         from .latent_cache.store import read_index
@@ -355,12 +386,14 @@ def _same(key: str) -> str:
 
 
 def save_checkpoint(run_dir: Path, step: int, unet, optimizer, lr_scheduler, generator, cfg: TrainConfig,
-                    keep: int, *, lora: dict | None = None, ema=None, start_weights: str | None = None) -> Path:
+                    keep: int, *, lora: dict | None = None, ema=None, start_weights: str | None = None,
+                    gathered: tuple[dict, dict] | None = None) -> Path:
     """Write ``checkpoints/step-N`` into a temporary folder and rename it into place (never half-written).
 
     ``trainable.safetensors``: the trainable weights (a LoRA run: its LoRA matrices, with ``lora`` and
     ``start_weights`` metadata); ``ema.safetensors`` (with ``ema``): their moving average, same keys; ``state.pt``:
-    optimizer, lr schedule and RNG states."""
+    optimizer, lr schedule and RNG states. ``gathered``: (trainable weights, optimizer state dict) already gathered
+    from FSDP shards (:mod:`vm_model.training.sharded`), written instead of reading ``unet`` and ``optimizer``."""
     root = run_dir / "checkpoints"
     final = root / f"step-{step:08d}"
     root.mkdir(parents=True, exist_ok=True)
@@ -375,13 +408,17 @@ def save_checkpoint(run_dir: Path, step: int, unet, optimizer, lr_scheduler, gen
         save_lora_weights(lora_state_dict(unet), tmp / WEIGHTS_FILE, metadata)
         ema_key = peft_key
     else:
-        save_trainable_weights(unet, tmp / WEIGHTS_FILE, metadata=metadata)
+        if start_weights:  # --train-router-only: the routers alone, loaded on top of these (vm_model.checkpoint)
+            metadata["start_weights"] = start_weights
+        save_trainable_weights(unet, tmp / WEIGHTS_FILE, metadata=metadata,
+                               tensors=gathered[0] if gathered is not None else None)
     if ema is not None:
         from .training.ema import EMA_FILE
         from .training.files import save_tensors
 
         save_tensors(ema.state_dict(key=ema_key), tmp / EMA_FILE, {**metadata, "ema_decay": ema.decay})
-    torch.save({"step": step, "optimizer": optimizer.state_dict(), "lr_scheduler": lr_scheduler.state_dict(),
+    optimizer_state = gathered[1] if gathered is not None else optimizer.state_dict()
+    torch.save({"step": step, "optimizer": optimizer_state, "lr_scheduler": lr_scheduler.state_dict(),
                 "rng": _rng_state(generator)}, tmp / "state.pt")
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
@@ -392,9 +429,11 @@ def save_checkpoint(run_dir: Path, step: int, unet, optimizer, lr_scheduler, gen
     return final
 
 
-def resume_checkpoint(latest: Path, unet, optimizer, lr_scheduler, generator, *, lora: bool, ema) -> int:
+def resume_checkpoint(latest: Path, unet, optimizer, lr_scheduler, generator, *, lora: bool, ema,
+                      load_optimizer: bool = True) -> int:
     """Load a checkpoint into the model (weights or LoRA matrices), optimizer, lr schedule, RNGs and EMA; returns
-    its step."""
+    its step. ``load_optimizer=False`` (FSDP): the optimizer state is loaded after sharding
+    (:func:`vm_model.training.sharded.shard_optimizer_state`)."""
     from safetensors.torch import load_file
 
     from .checkpoint import load_videomaker_weights
@@ -406,7 +445,8 @@ def resume_checkpoint(latest: Path, unet, optimizer, lr_scheduler, generator, *,
     else:
         load_videomaker_weights(unet, latest / WEIGHTS_FILE)
     state = load_training_state(latest / "state.pt")
-    optimizer.load_state_dict(state["optimizer"])
+    if load_optimizer:
+        optimizer.load_state_dict(state["optimizer"])
     lr_scheduler.load_state_dict(state["lr_scheduler"])
     _set_rng_state(generator, state["rng"])
     if ema is not None:
@@ -437,7 +477,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) ->
         return _train(cfg, resume=resume, overwrite=overwrite)
 
 
-# options that change speed or bookkeeping, not what is trained: a resumed run may change them
+# options that change speed or bookkeeping, not what is trained: a resumed run may change them. Not latent_cache:
+# cached latents equal on-the-fly ones only to float rounding (tiny preset, no augmentation: step-3 loss
+# 1.3217068910598755 on the fly vs 1.3217066526412964 cached), so switching it on resume would break exact resume
 RESUMABLE_CHANGES = ("max_steps", "num_workers", "log_every", "checkpoint_every", "keep_checkpoints", "report_to",
                      "tracker_project", "validation_every", "validation_manifest", "validation_inference_steps",
                      "validation_guidance_scale", "validation_encoders", "output_dir")
@@ -489,6 +531,11 @@ def _train(cfg: TrainConfig, *, resume: bool, overwrite: bool) -> dict:
                               project_config=ProjectConfiguration(project_dir=str(run_dir),
                                                                   logging_dir=str(run_dir / trackers.LOGS_DIR)))
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+    from .training import sharded
+
+    fsdp = sharded.is_fsdp(accelerator)  # FSDP2: checkpoints gathered from the shards (vm_model.training.sharded)
+    sharded.check_fsdp_supported(accelerator, lora=bool(cfg.lora_rank), ema=cfg.ema_decay > 0,
+                                 validation=validator is not None)
     cache_index = None
     if cfg.latent_cache:  # refused before the run folder is touched when made with other settings
         from .latent_cache.settings import cache_settings, dtype_name
@@ -524,12 +571,24 @@ def _train(cfg: TrainConfig, *, resume: bool, overwrite: bool) -> dict:
         from .checkpoint import load_videomaker_weights
 
         load_videomaker_weights(unet, resolve_videomaker_weights(sources.videomaker_weights))
+    if cfg.router:
+        from .routing import add_routers
+
+        # a --router-neighbourhood of 0 keeps the setting of routers that --weights already has
+        logger.info("ID routers: %d parameters", add_routers(unet, cfg.router_dim, cfg.router_neighbourhood or None))
     lora_info = None
     if cfg.lora_rank:
         from .training.lora import add_lora
 
         lora_info = add_lora(unet, cfg.lora_rank, cfg.lora_alpha, train_motion_modules=cfg.train_motion_modules)
         n_trainable = sum(p.numel() for p in unet.parameters() if p.requires_grad)
+    elif cfg.train_router_only:
+        from .routing import is_router_parameter
+
+        n_trainable = 0
+        for name, param in unet.named_parameters():
+            param.requires_grad_(is_router_parameter(name))
+            n_trainable += param.numel() if param.requires_grad else 0
     else:
         n_trainable = set_trainable(unet, cfg.train_motion_modules, cfg.train_whole_unet)
     check_frame_count(unet, cfg.num_frames, 1)
@@ -575,13 +634,21 @@ def _train(cfg: TrainConfig, *, resume: bool, overwrite: bool) -> dict:
             logger.info("--resume: no checkpoint in %s yet, starting from step 0", run_dir)
         else:
             start_step = resume_checkpoint(latest, unet, optimizer, lr_scheduler, generator,
-                                           lora=lora_info is not None, ema=ema)
+                                           lora=lora_info is not None, ema=ema, load_optimizer=not fsdp)
             logger.info("resumed from %s (step %d)", latest, start_step)
 
     unet, optimizer = accelerator.prepare(unet, optimizer)
+    # what is clipped: the trainable parameters, FSDP2's sharded ones under FSDP, where it is all of the model's:
+    # accelerate clips a sharded model (and unscales fp16 gradients once) only when handed exactly
+    # model.parameters(); the frozen ones have no gradient, so the norm is the same
+    params = list(unet.parameters()) if fsdp else [p for p in unet.parameters() if p.requires_grad]
+    if fsdp and start_step:  # the full optimizer state of the checkpoint, laid out like the sharded parameters
+        optimizer.load_state_dict(sharded.shard_optimizer_state(
+            load_training_state(latest_checkpoint(run_dir) / "state.pt")["optimizer"], optimizer))
 
     with accelerator.main_process_first():  # --data synthetic: the main process writes it, the others read it
         dataset = build_dataset(cfg, run_dir)
+    check_frame_count(unet, cfg.num_frames, getattr(dataset, "num_subjects", None) or 1)
     accumulation = cfg.gradient_accumulation_steps
     # the sampler counts forward passes: a resumed run starts at the first pass of its next optimizer step
     sampler = StepSampler(len(dataset), cfg.batch_size, cfg.seed, start_step * accumulation,
@@ -593,7 +660,7 @@ def _train(cfg: TrainConfig, *, resume: bool, overwrite: bool) -> dict:
 
     effective_batch = accelerator.num_processes * cfg.batch_size * accumulation
     start_weights = None
-    if lora_info is not None:
+    if lora_info is not None or cfg.train_router_only:  # files that hold only what this run adds
         from .training.lora import start_weights_spec
 
         start_weights = start_weights_spec(sources.videomaker_weights)
@@ -638,6 +705,8 @@ def _train(cfg: TrainConfig, *, resume: bool, overwrite: bool) -> dict:
                     "loss_reg": values[2].item(), "lr": lr_scheduler.get_last_lr()[0], "grad_norm": grad_norm,
                     "step_seconds": seconds, "samples_per_second": effective_batch / seconds,
                     "peak_memory_mb": trackers.peak_memory_mb(device)}
+            if cfg.router:
+                last["loss_routing"] = values[3].item()
             if accelerator.is_main_process and (step % cfg.log_every == 0 or step == cfg.max_steps):
                 append_jsonl(run_dir / "losses.jsonl", [last])
                 accelerator.log(trackers.tracker_values(last), step=step)
@@ -645,10 +714,14 @@ def _train(cfg: TrainConfig, *, resume: bool, overwrite: bool) -> dict:
                 logger.debug("step %d: %s", step, last)
             if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
                 accelerator.wait_for_everyone()
+                gathered = None
+                if fsdp:  # every process takes part in gathering the shards; the main process writes
+                    gathered = (sharded.gathered_trainable_state(accelerator.unwrap_model(unet)),
+                                sharded.gathered_optimizer_state(optimizer))
                 if accelerator.is_main_process:
                     save_checkpoint(run_dir, step, accelerator.unwrap_model(unet), optimizer, lr_scheduler,
                                     generator, cfg, cfg.keep_checkpoints, lora=lora_info, ema=ema,
-                                    start_weights=start_weights)
+                                    start_weights=start_weights, gathered=gathered)
             if validator is not None and step % cfg.validation_every == 0:
                 if accelerator.is_main_process:
                     _validate(validator, step, accelerator, unet, ema, vae, text_encoder, tokenizer,
@@ -671,13 +744,14 @@ def _optimizer_step(cfg: TrainConfig, data_iter, step: int, unet, conditioning, 
     ``accumulate`` (no gradient all-reduce until the last), clipping, the update. Returns the passes' mean
     (loss, video, reg), reduced over processes, and the gradient norm before clipping."""
     passes = cfg.gradient_accumulation_steps
-    total = torch.zeros(3)
+    total = torch.zeros(4)
     grad_norm = float("nan")
     for index in range(passes):
         batch = next(data_iter)
         with accelerator.accumulate(unet):
             terms = training_step(cfg, batch, unet, conditioning, noise_scheduler, generator, device, accelerator)
-            values = torch.stack([terms.total.detach(), terms.video.detach(), terms.reg.detach()]).float()
+            routing = terms.routing.detach() if terms.routing is not None else torch.zeros_like(terms.reg)
+            values = torch.stack([terms.total.detach(), terms.video.detach(), terms.reg.detach(), routing]).float()
             values = accelerator.reduce(values, reduction="mean")
             if not torch.isfinite(values).all():
                 latest = latest_checkpoint(run_dir)
@@ -733,7 +807,9 @@ def build_conditioning(cfg: TrainConfig, cache_index: dict | None, vae, text_enc
 def training_step(cfg: TrainConfig, batch: dict, unet, conditioning, noise_scheduler, generator: torch.Generator,
                   device, accelerator):
     """One loss evaluation: all randomness (dropout draws, VAE sampling, timesteps, noise) comes from ``generator``;
-    ``conditioning`` (:mod:`vm_model.training.conditioning`) encodes the batch or reads its cached latents."""
+    ``conditioning`` (:mod:`vm_model.training.conditioning`) encodes the batch or reads its cached latents.
+    A multi-subject batch (``references``, ``subject_masks``) gives R reference frames and, with ``--router``, the
+    routing loss (``cfg.routing_loss_weight``, :func:`vm_model.routing.routing_loss`) on the kept samples."""
     bsz = len(batch["caption"])
 
     # condition dropout, drawn once per sample: text only / image only / both
@@ -744,7 +820,7 @@ def training_step(cfg: TrainConfig, batch: dict, unet, conditioning, noise_sched
     with torch.no_grad():
         text = conditioning.text(batch, drop_text)
         latents = conditioning.video_latents(batch, generator)  # (B, C, F, h, w)
-        ref_latents = conditioning.reference_latents(batch)  # (B, C, 1, h, w)
+        ref_latents = conditioning.reference_latents(batch)  # (B, C, R, h, w); R = 1 unless multi-subject
 
     timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (bsz,), generator=generator).to(device)
     noise = torch.randn(latents.shape, generator=generator).to(device)
@@ -760,9 +836,21 @@ def training_step(cfg: TrainConfig, batch: dict, unet, conditioning, noise_sched
     kept = (~drop_image).to(device)
     ref_input = ref_input * kept.view(-1, 1, 1, 1, 1).to(ref_input.dtype)  # dropped: an all-zero latent
 
+    control = None
+    if cfg.router and cfg.routing_loss_weight > 0 and "subject_masks" in batch:
+        from .routing import RoutingControl
+
+        control = RoutingControl(capture=[])
     with accelerator.autocast():
-        pred_video, pred_ref = unet_with_reference(unet, noisy, ref_input, timesteps, text.float())
-    return videomaker_loss(pred_video, target, pred_ref, ref_target, kept, cfg.girl_beta, girl=cfg.girl)
+        pred_video, pred_ref = unet_with_reference(unet, noisy, ref_input, timesteps, text.float(), routing=control)
+    terms = videomaker_loss(pred_video, target, pred_ref, ref_target, kept, cfg.girl_beta, girl=cfg.girl)
+    if control is not None:
+        from .routing import routing_loss
+
+        terms.routing = routing_loss(control.capture, batch["subject_masks"].to(device), tuple(latents.shape[-2:]),
+                                     sample_weight=kept)
+        terms.total = terms.total + cfg.routing_loss_weight * terms.routing
+    return terms
 
 
 # ------------------------------------------------------------------------------------------------------ CLI

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from vm_common.config import ConfigError
@@ -33,21 +35,25 @@ def unet_with_reference(
     text_embeds: torch.Tensor,
     added_cond_kwargs: dict | None = None,
     reference_weight: float = 1.0,
+    routing=None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run ``unet`` on ``[video frames ; reference frames]`` and split the prediction.
 
     noisy_video: (B, C, F, h, w); reference: (B, C, R, h, w) or None; text_embeds: (B, L, D) (repeated per frame
     here, as diffusers' UNetMotionModel expects (B*T, L, D)); reference_weight: the reference's weight w in [0, 1]
-    inside PISA for this call (``vm_model.pisa``; 1 = the paper, passed as nothing). Returns (video prediction
+    inside PISA for this call (``vm_model.pisa``; 1 = the paper, passed as nothing); routing: a
+    :class:`vm_model.routing.RoutingControl` for this call (None: layers with a router route softly). Returns (video prediction
     (B, C, F, h, w), reference prediction (B, C, R, h, w) or None).
     """
     frames = noisy_video.shape[2]
     refs = 0 if reference is None else reference.shape[2]
     check_frame_count(unet, frames, refs)
     if refs:
-        check_pisa_installed(unet, weighted=reference_weight != 1.0)
+        check_pisa_installed(unet, weighted=reference_weight != 1.0, routed=routing is not None)
     elif reference_weight != 1.0:
         raise ValueError(f"reference weight {reference_weight} given for a call without reference frames")
+    if routing is not None and routing.latent_hw is None:  # the token grids (a neighbourhood router); same capture
+        routing = dataclasses.replace(routing, latent_hw=tuple(noisy_video.shape[-2:]))
     sample = noisy_video if reference is None else torch.cat([noisy_video, reference.to(noisy_video.dtype)], dim=2)
     total = frames + refs
     if text_embeds.shape[0] != noisy_video.shape[0]:
@@ -55,7 +61,7 @@ def unet_with_reference(
     encoder_hidden_states = text_embeds.repeat_interleave(total, dim=0)
     out = unet(
         sample, timestep, encoder_hidden_states=encoder_hidden_states,
-        cross_attention_kwargs=pisa_kwargs(total, refs, reference_weight) if refs else None,
+        cross_attention_kwargs=pisa_kwargs(total, refs, reference_weight, routing) if refs else None,
         added_cond_kwargs=added_cond_kwargs, return_dict=False,
     )[0]
     if refs == 0:

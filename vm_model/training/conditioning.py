@@ -56,8 +56,13 @@ class OnTheFlyConditioning:
         return _to_video_layout(latents, bsz, frames)
 
     def reference_latents(self, batch: dict) -> torch.Tensor:
+        """(B, C, 1, h, w); a multi-subject batch (``references`` (B, R, 3, H, W)): (B, C, R, h, w)."""
         from ..pipeline import encode_reference_images
 
+        if "references" in batch:
+            refs = batch["references"]
+            latents = encode_reference_images(self.vae, refs.flatten(0, 1).to(self.device)).float()
+            return _to_video_layout(latents, refs.shape[0], refs.shape[1])
         return encode_reference_images(self.vae, batch["reference"].to(self.device)).float().unsqueeze(2)
 
 
