@@ -17,7 +17,6 @@ Results: ``<out>/model_unet_compile_<device-tag>-<preset>.json`` and ``.md`` (de
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys

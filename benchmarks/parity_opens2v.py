@@ -51,6 +51,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.harness.reference_code import checkout_commit, placeholder_modules as stand_ins
+
 logger = logging.getLogger("parity_opens2v")
 
 TOLERANCE = 1e-4
@@ -102,29 +104,15 @@ def _identity_decorator(*a, **k):
 
 
 def placeholder_modules() -> list[str]:
-    added = []
-
-    def add(name, **attrs):
-        try:
-            importlib.import_module(name)
-            return
-        except ImportError:
-            pass
-        mod = types.ModuleType(name)
-        for k, v in attrs.items():
-            setattr(mod, k, v)
-        sys.modules[name] = mod
-        added.append(name)
-
-    add("decord", VideoReader=ShimVideoReader, cpu=lambda *a: None)
-    add("openai", OpenAI=RecordingOpenAI)
-    add("tenacity", retry=_identity_decorator, wait_exponential=lambda **k: None, stop_after_attempt=lambda n: None)
-    add("q_align")
-    add("q_align.model")
-    add("q_align.model.builder", load_pretrained_model=None)
-    add("q_align.constants", IMAGE_TOKEN_INDEX=-200)
-    add("q_align.mm_utils", tokenizer_image_token=None)
-    return added
+    """Stand-ins for OpenS2V's imports that these code paths never call (or whose calls are recorded)."""
+    return stand_ins({
+        "decord": {"VideoReader": ShimVideoReader, "cpu": lambda *a: None},
+        "openai": {"OpenAI": RecordingOpenAI},
+        "tenacity": {"retry": _identity_decorator, "wait_exponential": lambda **k: None,
+                     "stop_after_attempt": lambda n: None},
+        "q_align": {}, "q_align.model": {}, "q_align.model.builder": {"load_pretrained_model": None},
+        "q_align.constants": {"IMAGE_TOKEN_INDEX": -200}, "q_align.mm_utils": {"tokenizer_image_token": None},
+    })
 
 
 @contextmanager
@@ -473,16 +461,6 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _commit(path: Path) -> str:
-    import subprocess
-
-    try:
-        return subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--opens2v", type=Path, required=True, help="a checkout of PKU-YuanGroup/OpenS2V-Nexus")
@@ -495,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(f"benchmarks/results/parity_opens2v_{args.size}")
     with tempfile.TemporaryDirectory() as tmp:
         result = run(args.opens2v.resolve(), args.size, Path(tmp))
-    result["opens2v_commit"] = args.opens2v_commit or _commit(args.opens2v)
+    result["opens2v_commit"] = args.opens2v_commit or checkout_commit(args.opens2v)
     from benchmarks.harness.results import write_results
 
     js, md = write_results(out.resolve(), result, markdown(result))

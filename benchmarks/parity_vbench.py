@@ -26,12 +26,13 @@ import importlib
 import logging
 import sys
 import tempfile
-import types
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from benchmarks.harness.reference_code import checkout_commit, placeholder_modules as stand_ins
 
 logger = logging.getLogger("parity_vbench")
 
@@ -41,23 +42,7 @@ DIMENSIONS = ("vbench_subject_consistency", "vbench_background_consistency", "vb
 
 def placeholder_modules() -> list[str]:
     """Empty stand-ins for VBench's top-level imports that these code paths never call (decord, clip)."""
-    added = []
-    for name, attrs in (("decord", ("VideoReader", "cpu", "bridge")), ("clip", ("load", "tokenize"))):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            mod = types.ModuleType(name)
-            for a in attrs:
-                setattr(mod, a, _unavailable(f"{name}.{a}"))
-            sys.modules[name] = mod
-            added.append(name)
-    return added
-
-
-def _unavailable(what: str):
-    def call(*_a, **_k):
-        raise RuntimeError(f"{what} is a placeholder in parity_vbench (the package is not installed)")
-    return call
+    return stand_ins({"decord": ("VideoReader", "cpu", "bridge"), "clip": ("load", "tokenize")})
 
 
 def synthetic_videos(folder: Path) -> list[Path]:
@@ -178,16 +163,6 @@ def markdown(result: dict, vbench_commit: str, dino_commit: str) -> str:
     return "\n".join(lines)
 
 
-def _commit(path: Path) -> str:
-    import subprocess
-
-    try:
-        return subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vbench", type=Path, required=True, help="a checkout of Vchitect/VBench")
@@ -201,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     with tempfile.TemporaryDirectory() as tmp:
         result = run(args.vbench.resolve(), args.dino.resolve(), args.size, Path(tmp))
-    vc, dc = args.vbench_commit or _commit(args.vbench), args.dino_commit or _commit(args.dino)
+    vc, dc = args.vbench_commit or checkout_commit(args.vbench), args.dino_commit or checkout_commit(args.dino)
     result.update(vbench_commit=vc, dino_commit=dc)
     from benchmarks.harness.results import write_results
 

@@ -35,11 +35,12 @@ import shutil
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from benchmarks.harness.reference_code import checkout_commit, placeholder_modules as stand_ins
 
 logger = logging.getLogger("parity_vbench_motion_imaging")
 
@@ -52,24 +53,9 @@ VIDEOS = [("square_256", 256, 256, 9, 5), ("wide_144x256", 144, 256, 8, 3), ("ta
 
 
 def placeholder_modules() -> list[str]:
-    added = []
-    for name, attrs in (("decord", ("VideoReader", "cpu", "bridge")), ("clip", ("load", "tokenize")),
-                        ("omegaconf", ("OmegaConf",))):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            mod = types.ModuleType(name)
-            for a in attrs:
-                setattr(mod, a, _unavailable(f"{name}.{a}"))
-            sys.modules[name] = mod
-            added.append(name)
-    return added
-
-
-def _unavailable(what: str):
-    def call(*_a, **_k):
-        raise RuntimeError(f"{what} is a placeholder in this parity script (the package is not installed)")
-    return call
+    """Empty stand-ins for VBench's top-level imports that these code paths never call (decord, clip, omegaconf)."""
+    return stand_ins({"decord": ("VideoReader", "cpu", "bridge"), "clip": ("load", "tokenize"),
+                      "omegaconf": ("OmegaConf",)})
 
 
 def vendor(vbench: Path, iqa: Path, tmp: Path) -> Path:
@@ -224,7 +210,6 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     from benchmarks.harness.provenance import device_info
     from benchmarks.harness.results import write_results
-    from benchmarks.parity_vbench import _commit
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vbench", type=Path, required=True, help="a checkout of Vchitect/VBench")
@@ -237,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     with tempfile.TemporaryDirectory() as tmp:
         result = run(args.vbench.resolve(), args.iqa.resolve(), args.size, Path(tmp))
-    result.update(vbench_commit=args.vbench_commit or _commit(args.vbench),
-                  iqa_commit=args.iqa_commit or _commit(args.iqa), device=device_info("cpu"))
+    result.update(vbench_commit=args.vbench_commit or checkout_commit(args.vbench),
+                  iqa_commit=args.iqa_commit or checkout_commit(args.iqa), device=device_info("cpu"))
     stem = args.out.parent / f"{args.out.name}_{args.size}"
     js, md = write_results(stem, result, markdown(result))
     logger.info("max |diff| %s; within %g: %s; wrote %s and %s", result["max_abs_diff"], TOLERANCE,
