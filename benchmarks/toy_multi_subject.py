@@ -14,16 +14,18 @@ VideoMaker (``builtin:toy``, ``--preset toy``; docs/toy_customization.md):
      with ``--router-after-steps N`` also ``routed_after``: the router alone (``--train-router-only``) trained for
      N steps on top of the finished ``unrouted`` run (Ingredients' order: injection first, router after);
   3. generate the held-out pairs with ``VideoMakerPipeline`` (both references, classifier-free guidance) for each
-     variant (``routed_hard`` / ``routed_nbhd_hard``: that model with hard routing), and score each generated subject (cut out by its
-     lane) against both references: colour fidelity error (``vm_model.toy.metrics``) against its own (the
-     Hungarian match) and the other reference, and the swap rate (closer to the other reference than to its own);
-     plus the router's token accuracy against the held-out masks.
+     variant (``routed_hard`` / ``routed_nbhd_hard``: that model with hard routing), and score each generated
+     subject (cut out by its lane) against both references: colour fidelity error (``vm_model.toy.metrics``)
+     against its own (the Hungarian match) and the other reference, and the swap rate (closer to the other
+     reference than to its own); plus the router's token accuracy against the held-out masks.
 
 Writes ``OUT/toy_multi_subject.json`` (+ ``.md``), ``OUT/toy_multi_subject_<variant>.gif`` (reference 1 |
 reference 2 | generated, one row per held-out pair).
 
     python -m benchmarks.toy_multi_subject --out runs/toy_multi            # the experiment of docs/multi_subject.md
     python -m benchmarks.toy_multi_subject --out /tmp/tm --quick           # smoke-sized (a minute or two)
+    python -m benchmarks.toy_multi_subject --out runs/toy_multi_nbhd \
+        --variants unrouted routed routed_hard routed_nbhd routed_nbhd_hard  # + position-aware routing
 """
 
 from __future__ import annotations

@@ -45,9 +45,8 @@ def test_pool_equals_literal_weighted_window_mean():
         for f in range(3):
             for i in range(h):
                 for j in range(w):
-                    num = eps * logits[b, f, i * w + j] / 9  # the window's mean, with the token's own logits' eps
-                    den = torch.tensor(eps / 9)
-                    cells = [(a, c) for a in range(i - 1, i + 2) for c in range(j - 1, j + 2) if 0 <= a < h and 0 <= c < w]
+                    cells = [(a, c) for a in range(i - 1, i + 2) for c in range(j - 1, j + 2)
+                             if 0 <= a < h and 0 <= c < w]
                     num = sum(weight[b, f, a * w + c] * logits[b, f, a * w + c] for a, c in cells) / len(cells)
                     den = sum(weight[b, f, a * w + c] for a, c in cells) / len(cells)
                     expected = (num + eps * logits[b, f, i * w + j]) / (den + eps)
@@ -147,3 +146,43 @@ def test_train_config_checks_the_neighbourhood():
     with pytest.raises(ValueError, match="odd"):
         TrainConfig(router=True, router_neighbourhood=4)
     assert TrainConfig(router=True, router_neighbourhood=3).router_neighbourhood == 3
+
+
+def test_two_subject_draw_redraws_the_first_subject_when_no_second_is_far_enough(monkeypatch):
+    """A mid-range first colour can leave no second subject far enough (it stopped `--seed 1` of the toy
+    experiment): after 200 tries the first subject is redrawn too."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from vm_model.toy import multi
+
+    grey, red, blue = (128, 128, 128), (250, 10, 10), (10, 10, 250)
+    draws = iter([grey] + [grey] * 200 + [red, blue])
+    monkeypatch.setattr(multi, "random_subject", lambda *a, **k: SimpleNamespace(color1=(c := next(draws)), color2=c))
+    pair = multi.random_pair(np.random.default_rng(0), 32, 4, 0)
+    assert (pair.subjects[0].color1, pair.subjects[1].color1) == (red, blue)
+    monkeypatch.undo()
+    assert len(multi.heldout_pairs(8, 32, 4, 1)) == 8
+
+
+def test_non_square_latent_routes_with_the_call_s_grid():
+    """A neighbourhood router on a non-square latent gets its token grid from the call (unet_with_reference fills
+    the control's latent size); the pipeline passes a soft control whenever the UNet has routers."""
+    unet = tiny_motion_unet()
+    install_pisa(unet)
+    add_routers(unet, neighbourhood=3)
+    _randomize_routers(unet)
+    g = torch.Generator().manual_seed(4)
+    video, ref, text = torch.randn(1, 4, 2, 8, 16, generator=g), torch.randn(1, 4, 2, 8, 16, generator=g), \
+        torch.randn(1, 7, 32, generator=g)
+    try:
+        with torch.no_grad():
+            control = RoutingControl(capture=[])
+            out, _ = unet_with_reference(unet, video, ref, 500, text, routing=control)
+            assert out.shape == video.shape and control.capture[0].shape == (1, 2, 128, 3)
+            with pytest.raises(ValueError, match="latent size"):
+                unet_with_reference(unet, video, ref, 500, text)  # no control: no grid for 128 tokens
+    finally:
+        remove_routers(unet)
+        uninstall_pisa(unet)

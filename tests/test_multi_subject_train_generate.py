@@ -108,3 +108,19 @@ def test_router_only_training_keeps_the_start_weights(multi_manifest, tmp_path):
                               "--output-dir", str(tmp_path / "b")]) == 0
     state = load_file(str(weights_file(tmp_path / "b")))
     assert state and all(".vm_router." in k for k in state)
+
+
+@pytest.mark.slow
+def test_continued_training_records_the_routers_own_neighbourhood(multi_manifest, tmp_path):
+    """Weights with pooled routers, trained on without --router-neighbourhood: the routers keep pooling, and the new
+    checkpoint says so (it is loaded with pooling), not the flag's 0."""
+    from vm_model.checkpoint import weights_file
+    from vm_model.routing import router_neighbourhood_in_metadata
+    from vm_model.train import main as train_main
+
+    args = ["--preset", "tiny", "--data", str(multi_manifest), "--router", "--max-steps", "1", "--batch-size", "2",
+            "--num-frames", "3", "--frame-stride", "1"]
+    assert train_main(args + ["--router-neighbourhood", "3", "--output-dir", str(tmp_path / "a")]) == 0
+    assert router_neighbourhood_in_metadata(weights_file(tmp_path / "a")) == 3
+    assert train_main(args + ["--weights", str(tmp_path / "a"), "--output-dir", str(tmp_path / "b")]) == 0
+    assert router_neighbourhood_in_metadata(weights_file(tmp_path / "b")) == 3

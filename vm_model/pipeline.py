@@ -152,10 +152,12 @@ class VideoMakerPipeline(AnimateDiffPipeline):
         if kwargs:
             raise TypeError(f"unexpected arguments: {sorted(kwargs)}")
         control = None
-        if routing is not None:  # None: layers with a router route softly (vm_model.routing)
-            from .routing import RoutingControl
+        from .routing import RoutingControl, has_routers
 
+        if routing is not None:  # None: layers with a router route softly (vm_model.routing)
             control = RoutingControl(routing)
+        elif has_routers(self.unet):  # the same soft routing, with the latent size (a neighbourhood router's grid)
+            control = RoutingControl("soft")
         if cross_attention_kwargs:
             raise ValueError("cross_attention_kwargs are set per call by the pipeline (PISA frame counts); "
                              f"got {sorted(cross_attention_kwargs)}")

@@ -188,6 +188,16 @@ def add_routers(unet, router_dim: int = DEFAULT_ROUTER_DIM, neighbourhood: int |
     return count
 
 
+def routers_neighbourhood(unet) -> int | None:
+    """The pooling window the model's routers use (None without routers): what a checkpoint must record, whatever
+    the flags of the run that saved it said (routers that came with --weights keep their own)."""
+    sizes = {getattr(attn, ROUTER_ATTR).neighbourhood for attn in _attn1_modules(unet).values()
+             if getattr(attn, ROUTER_ATTR, None) is not None}
+    if len(sizes) > 1:
+        raise ValueError(f"the routers of one model have different neighbourhoods: {sorted(sizes)}")
+    return sizes.pop() if sizes else None
+
+
 def has_routers(unet) -> bool:
     return any(getattr(attn, ROUTER_ATTR, None) is not None for attn in _attn1_modules(unet).values())
 
@@ -210,10 +220,14 @@ def router_dim_in_state(state: dict) -> int:
 
 
 def router_neighbourhood_in_metadata(path) -> int:
-    """The routers' neighbourhood setting a `vm train` weights file records (its config metadata); 0 when absent."""
+    """The routers' neighbourhood setting a `vm train` weights file records (the routers' own, else the run's
+    config); 0 when absent."""
     from .training.lora import read_metadata
 
-    config = read_metadata(path).get("config")
+    metadata = read_metadata(path)
+    if isinstance(metadata.get(NEIGHBOURHOOD_KEY), int):  # the routers' own setting, recorded at save time
+        return check_neighbourhood(metadata[NEIGHBOURHOOD_KEY])
+    config = metadata.get("config")  # files written before that: the run's flag
     return check_neighbourhood(int(config.get(NEIGHBOURHOOD_KEY) or 0)) if isinstance(config, dict) else 0
 
 

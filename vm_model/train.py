@@ -44,6 +44,7 @@ from .sources import ModelSources
 from .training.trackers import REPORT_TO, resolve_report_to
 from .losses import add_remind_noise, girl_timesteps, videomaker_loss
 from .pisa import PISAConfig, install_pisa
+from .routing import NEIGHBOURHOOD_KEY, routers_neighbourhood
 from .scheduler import training_scheduler, training_target
 from .unet_call import check_frame_count, unet_with_reference
 
@@ -400,6 +401,8 @@ def save_checkpoint(run_dir: Path, step: int, unet, optimizer, lr_scheduler, gen
     tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:08d}.", suffix=".tmp", dir=root))  # ours alone
     os.chmod(tmp, 0o777 & ~current_umask())
     metadata = {"step": step, "config": config_to_dict(cfg)}
+    if unet is not None and (neighbourhood := routers_neighbourhood(getattr(unet, "module", unet))) is not None:
+        metadata[NEIGHBOURHOOD_KEY] = neighbourhood  # the routers' own (from --weights or the flag)
     ema_key = _same
     if lora is not None:
         from .training.lora import lora_state_dict, peft_key, save_lora_weights
