@@ -225,14 +225,17 @@ def test_accelerate_turns_fsdp_into_ddp_on_cpu(tmp_path):
     GPU-less machine, accelerate makes the processes MULTI_CPU (DDP over gloo). If this fails, accelerate learned
     FSDP on CPU: replace the torch-level test above with a real `accelerate launch` run of `vm train`."""
     probe = tmp_path / "probe.py"
-    probe.write_text("import torch\nfrom accelerate import Accelerator\nacc = Accelerator(cpu=True)\n"
+    probe.write_text("import sys, torch\nfrom pathlib import Path\nfrom accelerate import Accelerator\n"
+                     "acc = Accelerator(cpu=True)\n"
                      "m, _ = acc.prepare(torch.nn.Linear(4, 4), torch.optim.SGD([torch.nn.Parameter(torch.ones(1))]"
-                     ", lr=0.1))\nprint('TYPE', acc.process_index, acc.distributed_type, type(m).__name__, flush=True)\n")
+                     ", lr=0.1))\n"  # one file per process: two processes' prints can interleave on a shared stdout
+                     "Path(sys.argv[1], f'type-{acc.process_index}.txt').write_text("
+                     "f'TYPE {acc.process_index} {acc.distributed_type} {type(m).__name__}')\n")
     accelerate = Path(sys.executable).with_name("accelerate")
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run([str(accelerate), "launch", "--config_file", str(FSDP_CONFIG), "--num_processes", "2",
-                             str(probe)], capture_output=True, text=True, timeout=300, env=env)
+                             str(probe), str(tmp_path)], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
-    lines = sorted(line for line in result.stdout.splitlines() if line.startswith("TYPE"))
+    lines = sorted(p.read_text() for p in tmp_path.glob("type-*.txt"))
     assert lines == ["TYPE 0 DistributedType.MULTI_CPU DistributedDataParallel",
                      "TYPE 1 DistributedType.MULTI_CPU DistributedDataParallel"]
