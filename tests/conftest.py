@@ -30,3 +30,15 @@ def _tiny_cache(tmp_path_factory):
     if "VM_TINY_DIR" not in os.environ:
         os.environ["VM_TINY_DIR"] = str(tmp_path_factory.getbasetemp() / "tiny-cache")
     yield
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module on one torch thread (tiny ops are dominated by thread hand-offs, which stall on a loaded
+    machine); use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

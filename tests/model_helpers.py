@@ -28,3 +28,12 @@ def unet_inputs(batch: int = 2, frames: int = 4, refs: int = 1, seed: int = 1):
     ref = torch.randn(batch, 4, refs, 8, 8, generator=g) if refs else None
     text = torch.randn(batch, 7, 32, generator=g)
     return video, ref, text
+
+
+def randomize_routers(unet, seed: int = 3) -> None:
+    """Give every ID router (vm_model.routing) random weights, so that routing visibly changes the output."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in unet.named_parameters():
+            if ".vm_router." in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)

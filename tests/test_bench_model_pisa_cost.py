@@ -12,13 +12,7 @@ from benchmarks import model_pisa_cost
 from benchmarks.pisa import forward, model, targets
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny ops are dominated by thread hand-offs, which stall on a loaded machine: run this module on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

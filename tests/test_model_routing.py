@@ -9,7 +9,7 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention
 
-from model_helpers import tiny_motion_unet, unet_inputs
+from model_helpers import tiny_motion_unet, unet_inputs, randomize_routers
 from vm_model.pisa import PISAAttnProcessor, PISAConfig, install_pisa, uninstall_pisa
 from vm_model.routing import (
     IGNORE,
@@ -30,14 +30,6 @@ def unet():
     return tiny_motion_unet()
 
 
-def _randomize_routers(unet, seed=3):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in unet.named_parameters():
-            if ".vm_router." in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-
-
 @pytest.mark.parametrize("mode", ["concat", "lse"])
 def test_one_reference_without_router_or_with_routing_off_is_todays_pisa_bit_for_bit(unet, mode):
     video, ref, text = unet_inputs(refs=1)
@@ -48,7 +40,7 @@ def test_one_reference_without_router_or_with_routing_off_is_todays_pisa_bit_for
             # no router: a routing control changes nothing
             soft_v, soft_r = unet_with_reference(unet, video, ref, 500, text, routing=RoutingControl("soft"))
             add_routers(unet)
-            _randomize_routers(unet)
+            randomize_routers(unet)
             off_v, off_r = unet_with_reference(unet, video, ref, 500, text, routing=RoutingControl("off"))
             routed_v, _ = unet_with_reference(unet, video, ref, 500, text)
     finally:
@@ -151,7 +143,7 @@ def test_router_travels_with_weights_and_turns_routing_on(tmp_path, unet):
 
     install_pisa(unet)
     add_routers(unet)
-    _randomize_routers(unet)
+    randomize_routers(unet)
     for name, p in unet.named_parameters():
         p.requires_grad_(".vm_router." in name or ".attn1." in name)
     try:

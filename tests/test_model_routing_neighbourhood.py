@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model_helpers import tiny_motion_unet, unet_inputs
+from model_helpers import tiny_motion_unet, unet_inputs, randomize_routers
 from vm_model.pisa import install_pisa, uninstall_pisa
 from vm_model.routing import (
     ROUTER_ATTR,
@@ -24,14 +24,6 @@ from vm_model.unet_call import unet_with_reference
 
 def _routers(unet):
     return [m for n, m in unet.named_modules() if n.endswith(ROUTER_ATTR)]
-
-
-def _randomize_routers(unet, seed=3):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in unet.named_parameters():
-            if ".vm_router." in name:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
 
 
 def test_pool_equals_literal_weighted_window_mean():
@@ -110,7 +102,7 @@ def test_unet_with_neighbourhood_routers_off_parity_on_acts_and_setting_travels(
     unet = tiny_motion_unet()
     install_pisa(unet)
     add_routers(unet)
-    _randomize_routers(unet)
+    randomize_routers(unet)
     video, ref, text = unet_inputs(refs=2)
     control = RoutingControl(capture=[])
     with torch.no_grad():
@@ -172,7 +164,7 @@ def test_non_square_latent_routes_with_the_call_s_grid():
     unet = tiny_motion_unet()
     install_pisa(unet)
     add_routers(unet, neighbourhood=3)
-    _randomize_routers(unet)
+    randomize_routers(unet)
     g = torch.Generator().manual_seed(4)
     video, ref, text = torch.randn(1, 4, 2, 8, 16, generator=g), torch.randn(1, 4, 2, 8, 16, generator=g), \
         torch.randn(1, 7, 32, generator=g)
