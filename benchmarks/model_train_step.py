@@ -41,6 +41,7 @@ from benchmarks.harness.device import device_tag, sync
 from benchmarks.harness.jobs import run_job
 from benchmarks.harness.provenance import code_version, device_info, provenance
 from benchmarks.harness.results import table, write_results
+from benchmarks.pisa.model import CLIP_L_TEXT_CONFIG, SD15_VAE_CONFIG
 
 logger = logging.getLogger("benchmarks.model_train_step")
 MODULE = "benchmarks.model_train_step"  # the jobs run in fresh processes by this name
@@ -49,15 +50,6 @@ MEASURED_CODE = ("vm_model/train.py", "vm_model/training/conditioning.py", "vm_m
 VARIANTS = ("on_the_fly", "cached")
 WARMUP_SHAPE = (2, 64)  # frames, resolution of the untimed warm-up steps
 CAPTION = "A person in a red jacket walks along a beach at sunset, waving at the camera."
-
-# SD1.5's VAE and CLIP ViT-L/14's text encoder (their published configs)
-SD15_VAE_CONFIG = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512),
-                       layers_per_block=2, norm_num_groups=32, sample_size=512, scaling_factor=0.18215,
-                       down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
-CLIP_L_TEXT_CONFIG = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                          num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
-                          bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
-
 
 # ------------------------------------------------------------------------------------------------ the models
 def build_encoders(seed: int = 0):

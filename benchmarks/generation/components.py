@@ -18,18 +18,9 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.pisa.model import build_unet, meta_unet
+from benchmarks.pisa.model import CLIP_L_TEXT_CONFIG, SD15_VAE_CONFIG, build_unet, meta_unet
 
 logger = logging.getLogger(__name__)
-
-# diffusers' AutoencoderKL as in runwayml/stable-diffusion-v1-5 vae/config.json
-SD15_VAE_CONFIG = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512),
-                       layers_per_block=2, norm_num_groups=32, sample_size=512, scaling_factor=0.18215,
-                       down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
-# transformers' CLIPTextConfig of openai/clip-vit-large-patch14 (SD1.5's text encoder)
-CLIP_L_TEXT_CONFIG = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                          num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
-                          bos_token_id=49406, eos_token_id=49407, pad_token_id=1)
 
 PISA_MODES = ("auto", "concat", "lse", "official")
 

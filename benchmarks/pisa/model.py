@@ -20,6 +20,15 @@ from benchmarks.harness.flops import flop_counter
 SD15_UNET_CONFIG = dict(block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768, attention_head_dim=8,
                         layers_per_block=2, sample_size=64)
 TEXT_TOKENS = 77
+# The full-size encoders beside the UNet, from their published configs (random weights in the benchmarks):
+# diffusers' AutoencoderKL as in runwayml/stable-diffusion-v1-5 vae/config.json, and transformers' CLIPTextConfig of
+# openai/clip-vit-large-patch14 (SD1.5's text encoder)
+SD15_VAE_CONFIG = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512),
+                       layers_per_block=2, norm_num_groups=32, sample_size=512, scaling_factor=0.18215,
+                       down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+CLIP_L_TEXT_CONFIG = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                          num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
+                          bos_token_id=49406, eos_token_id=49407, pad_token_id=1)
 FORWARD_VARIANTS = ("stock", "no_pisa", "pisa_concat", "pisa_lse", "official")
 VARIANT_DESCRIPTIONS = {
     "stock": "stock AnimateDiff, F frames, no reference",
